@@ -1,0 +1,36 @@
+# Every target sets itself up from a machine with only python3 and make: the first run makes
+# .tools/ (uv) and .venv/ (the project with its db extra and dev tools).
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3
+UV := .tools/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+DATABASE_URL ?= sqlite:///granite_assets.db
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## List the targets and what each does
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/python -m pip install --quiet --disable-pip-version-check uv
+
+$(VENV)/.installed: pyproject.toml | $(UV)
+	$(UV) sync --quiet --extra db --group dev
+	touch $@
+
+.PHONY: install
+install: $(VENV)/.installed ## Create .venv with the db extra and every dev tool
+
+.PHONY: migrate
+migrate: $(VENV)/.installed ## Upgrade DATABASE_URL (default: ./granite_assets.db) to head
+	$(VENV)/bin/granite-assets db upgrade --url '$(DATABASE_URL)'
+
+.PHONY: test
+test: $(VENV)/.installed ## Run the whole test suite (servers it cannot reach are skipped, or fail under CI)
+	$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,0 +1,67 @@
+"""The async entry point: the sync implementation driven through SQLAlchemy's greenlet bridge.
+
+``AsyncConnection.run_sync`` works the same way; calling the bridge directly saves opening a
+connection just to get a sync one. Nothing here calls ``asyncio.run``, so it is safe to await
+inside a running event loop (a FastAPI lifespan, say).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import URL
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.util import greenlet_spawn
+
+from granite_assets import _locking, _runner
+from granite_assets._history import load_history
+from granite_assets._urls import engine_options, is_async, missing_driver, parse_url
+
+try:  # SQLAlchemy 2.1 renamed await_only to await_
+    from sqlalchemy.util import await_ as _await
+except ImportError:  # pragma: no cover - SQLAlchemy 2.0
+    from sqlalchemy.util import await_only as _await
+
+
+def _cooperative_sleep(seconds: float) -> None:
+    """Sleep inside the greenlet bridge by yielding to the event loop, not blocking it."""
+    _await(asyncio.sleep(seconds))
+
+
+async def upgrade_async(
+    directory: Path, target: AsyncEngine | AsyncConnection | str | URL, lock_timeout: float
+) -> str | None:
+    """Upgrade through an async engine or connection, or an async (or sync) URL."""
+    if isinstance(target, AsyncConnection):
+        return await target.run_sync(lambda c: _runner.upgrade(directory, c, lock_timeout))
+    if isinstance(target, AsyncEngine):
+        return await _upgrade_engine(directory, target, target.url, lock_timeout)
+    url = parse_url(target)
+    if not is_async(url):
+        # A sync URL: run the sync implementation in a worker thread to keep the loop free.
+        return await asyncio.to_thread(_runner.upgrade, directory, url, lock_timeout)
+    try:
+        engine = create_async_engine(url, **engine_options(url, lock_timeout))
+    except ImportError as exc:
+        raise missing_driver(url, exc) from None
+    try:
+        return await _upgrade_engine(directory, engine, url, lock_timeout)
+    finally:
+        await engine.dispose()
+
+
+async def _upgrade_engine(directory: Path, engine: AsyncEngine, url: URL, lock_timeout: float) -> str | None:
+    db = _runner.Database(url, engine.sync_engine)
+    history = load_history(directory)
+    result: Any = await greenlet_spawn(
+        _locking.with_sleep,
+        _cooperative_sleep,
+        _runner.upgrade_database,
+        directory,
+        db,
+        history,
+        lock_timeout,
+    )
+    return result  # type: ignore[no-any-return]

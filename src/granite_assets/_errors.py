@@ -1,0 +1,102 @@
+"""The exceptions granite-assets raises; importable without the ``db`` extra."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+INSTALL_HINT = 'pip install "granite-assets[db]"  (or: uv add "granite-assets[db]")'
+
+
+class MigrationError(Exception):
+    """Base class of every error raised while managing granite-assets' tables.
+
+    Every message names the database by its URL with the password hidden.
+    """
+
+
+class MissingDependencyError(MigrationError, ImportError):
+    """A package the database features need is not installed.
+
+    Raised when the ``db`` extra (alembic, SQLAlchemy) or the URL's database driver is missing.
+    It is also an :class:`ImportError`, so ``except ImportError`` catches it.
+    """
+
+
+class InvalidURLError(MigrationError, ValueError):
+    """The database URL is malformed, names an unknown dialect, or cannot be used here.
+
+    It is also a :class:`ValueError`.
+    """
+
+
+class AsyncDriverURLError(InvalidURLError):
+    """An async-driver URL was passed to a synchronous function.
+
+    Attributes:
+        sync_url: The equivalent URL with a synchronous driver, password hidden.
+    """
+
+    def __init__(self, message: str, sync_url: str) -> None:
+        super().__init__(message)
+        self.sync_url = sync_url
+
+
+class DatabaseConnectionError(MigrationError):
+    """The database server could not be reached, or refused the login."""
+
+
+class InvalidVersionTableError(MigrationError):
+    """``granite_assets_alembic_version`` holds something granite-assets never writes.
+
+    For example several rows, when granite-assets keeps exactly one.
+    """
+
+
+class DatabaseAheadError(MigrationError):
+    """The database holds a revision this release of granite-assets does not ship.
+
+    This happens after an application rollback: a newer granite-assets upgraded the database.
+    Upgrade the granite-assets package, or downgrade the database with the newer release first.
+
+    Attributes:
+        revision: The unknown revision found in the database.
+    """
+
+    def __init__(self, message: str, revision: str) -> None:
+        super().__init__(message)
+        self.revision = revision
+
+
+class DatabaseBehindError(MigrationError):
+    """The database lacks revisions this release ships: run :func:`upgrade_to_head`.
+
+    Attributes:
+        current: The database's revision, or ``None`` when nothing was ever applied.
+        pending: The revisions still to apply, oldest first.
+    """
+
+    def __init__(self, message: str, current: str | None, pending: Sequence[str]) -> None:
+        super().__init__(message)
+        self.current = current
+        self.pending = tuple(pending)
+
+
+class MigrationLockTimeoutError(MigrationError):
+    """Another process held the migration lock for longer than ``lock_timeout`` seconds."""
+
+
+class MigrationFailedError(MigrationError):
+    """A statement failed while migrating, for example inside a revision.
+
+    Attributes:
+        revision: The revision that failed, or ``None`` when the failure was in the
+            version-table bookkeeping (for example, no permission to create tables).
+    """
+
+    def __init__(self, message: str, revision: str | None) -> None:
+        super().__init__(message)
+        self.revision = revision
+
+
+class UnknownRevisionError(MigrationError, ValueError):
+    """A revision named by the caller is not one this release ships."""

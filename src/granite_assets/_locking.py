@@ -1,0 +1,155 @@
+"""The migration lock, held by the database itself so that it dies with the holder's session.
+
+- PostgreSQL: a session advisory lock, polled with ``pg_try_advisory_lock`` on a dedicated
+  connection (a transaction-level one, ``pg_try_advisory_xact_lock``, on a caller's connection).
+- MySQL and MariaDB: ``GET_LOCK`` with its result checked, then ``RELEASE_LOCK``.
+- SQLite: the file's write lock, taken by ``BEGIN IMMEDIATE`` on the migrating connection
+  (see :mod:`granite_assets._runner`); nothing is needed here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
+
+from sqlalchemy import Connection, text
+
+from granite_assets._errors import MigrationLockTimeoutError
+
+logger = logging.getLogger("granite_assets.migrations")
+
+#: The PostgreSQL advisory lock key: "gran" in ASCII, below 2**31 so ``pg_locks.objid`` shows it.
+POSTGRESQL_LOCK_KEY = 0x6772616E
+_MYSQL_LOCK_PREFIX = "granite_assets_migrations."
+_MYSQL_LOCK_NAME_MAX = 64
+_POLL_FIRST, _POLL_MAX = 0.05, 1.0
+
+# How to wait between polls: time.sleep, or a sleep that yields to the event loop when the
+# upgrade runs inside an async caller (see granite_assets._async).
+_sleep: ContextVar[Callable[[float], None]] = ContextVar("granite_assets_sleep", default=time.sleep)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def with_sleep(
+    sleep: Callable[[float], None], fn: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs
+) -> _R:
+    """Call ``fn`` with ``sleep`` as the way to wait between lock polls."""
+    token = _sleep.set(sleep)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _sleep.reset(token)
+
+
+@dataclass(frozen=True)
+class DatabaseLock:
+    """How to take and release the migration lock on one kind of database."""
+
+    backend: str
+    database: str | None
+    transactional: bool = False
+
+    @property
+    def mysql_name(self) -> str:
+        """``GET_LOCK`` names are server-wide, so the database name is part of it (64 chars max)."""
+        name = _MYSQL_LOCK_PREFIX + (self.database or "")
+        if len(name) > _MYSQL_LOCK_NAME_MAX:
+            name = _MYSQL_LOCK_PREFIX + hashlib.sha256(name.encode()).hexdigest()[:32]
+        return name
+
+    def describe(self) -> str:
+        """Say which lock this is and how to find the session that holds it."""
+        if self.backend == "postgresql":
+            return (
+                f"PostgreSQL advisory lock {POSTGRESQL_LOCK_KEY}; find its holder with "
+                "SELECT pid, application_name, client_addr FROM pg_stat_activity WHERE pid IN "
+                f"(SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = {POSTGRESQL_LOCK_KEY})"
+            )
+        return (
+            f"MySQL named lock {self.mysql_name!r}; find its holder with "
+            f"SELECT IS_USED_LOCK('{self.mysql_name}') and SHOW PROCESSLIST"
+        )
+
+    def try_acquire(self, connection: Connection, wait: float) -> bool:
+        """Try once to take the lock, waiting at most ``wait`` seconds where the server can."""
+        if self.backend == "postgresql":
+            fn = "pg_try_advisory_xact_lock" if self.transactional else "pg_try_advisory_lock"
+            got = connection.execute(text(f"SELECT {fn}(:key)"), {"key": POSTGRESQL_LOCK_KEY})
+            return bool(got.scalar())
+        # GET_LOCK waits on the server; 1 means held, 0 timed out, NULL an error.
+        got = connection.execute(
+            text("SELECT GET_LOCK(:name, :wait)"),
+            {"name": self.mysql_name, "wait": max(0, int(wait))},
+        )
+        return got.scalar() == 1
+
+    def release(self, connection: Connection) -> None:
+        """Release the lock; a transaction-level lock goes with the caller's transaction."""
+        if self.backend == "postgresql":
+            if not self.transactional:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": POSTGRESQL_LOCK_KEY})
+        else:
+            connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": self.mysql_name})
+
+
+def lock_for(connection: Connection, *, transactional: bool) -> DatabaseLock | None:
+    """The lock to use on ``connection``'s database; ``None`` for SQLite, which needs none here.
+
+    Other dialects have no lock: a warning says concurrent upgrades are then unsafe.
+    """
+    backend = connection.dialect.name
+    if backend == "sqlite":
+        return None
+    if backend in {"postgresql", "mysql", "mariadb"}:
+        kind = "postgresql" if backend == "postgresql" else "mysql"
+        return DatabaseLock(kind, connection.engine.url.database, transactional)
+    logger.warning(
+        "granite-assets has no migration lock for %s: do not run upgrades from several "
+        "processes at once on this database.",
+        backend,
+    )
+    return None
+
+
+def acquire(lock: DatabaseLock, connection: Connection, timeout: float, where: str) -> None:
+    """Take ``lock`` on ``connection``, polling until ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    pause = _POLL_FIRST
+    while True:
+        remaining = deadline - time.monotonic()
+        if lock.try_acquire(connection, remaining):
+            return
+        if remaining <= 0:
+            raise lock_timeout_error(lock, timeout, where)
+        logger.info("Waiting for the granite-assets migration lock on %s", where)
+        _sleep.get()(min(pause, max(remaining, 0)))
+        pause = min(pause * 2, _POLL_MAX)
+
+
+def lock_timeout_error(lock: DatabaseLock, timeout: float, where: str) -> MigrationLockTimeoutError:
+    """The error for a lock still held by someone else after ``timeout`` seconds."""
+    return MigrationLockTimeoutError(
+        f"Another process has held the granite-assets migration lock on {where} for more than "
+        f"{timeout:g} seconds ({lock.describe()}). Wait for it to finish, or raise lock_timeout; "
+        "if that process is gone, its lock went with its session."
+    )
+
+
+@contextmanager
+def holding(lock: DatabaseLock | None, connection: Connection, timeout: float, where: str) -> Iterator[None]:
+    """Hold ``lock`` (if any) on ``connection`` for the duration of the block."""
+    if lock is None:
+        yield
+        return
+    acquire(lock, connection, timeout, where)
+    try:
+        yield
+    finally:
+        lock.release(connection)

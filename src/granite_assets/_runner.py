@@ -1,0 +1,377 @@
+"""Running the bundled migrations against a target database (needs the ``db`` extra).
+
+The no-op path, a database already at head, reads the version table once and compares it with
+the history read from the manifest: no Alembic, no lock. Only when work is pending is the
+migration lock taken, the version re-read under it, and Alembic run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import URL, Connection, Engine, inspect
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from granite_assets import _locking
+from granite_assets._errors import (
+    DatabaseAheadError,
+    DatabaseBehindError,
+    DatabaseConnectionError,
+    InvalidVersionTableError,
+    MigrationFailedError,
+    MigrationLockTimeoutError,
+    UnknownRevisionError,
+)
+from granite_assets._history import VERSION_TABLE, History, Revision, load_history
+from granite_assets._urls import (
+    create_owned_engine,
+    display_url,
+    missing_driver,
+    parse_url,
+    require_sync,
+    scrub,
+)
+
+logger = logging.getLogger("granite_assets.migrations")
+
+Target = str | URL | Engine | Connection
+_SELECT_VERSION = f"SELECT version_num FROM {VERSION_TABLE}"
+
+
+@dataclass(frozen=True)
+class Database:
+    """A resolved target: where to connect, and how to name it in messages."""
+
+    url: URL
+    engine: Engine
+    connection: Connection | None = None  # the caller's own connection, if it gave one
+
+    @property
+    def where(self) -> str:
+        """The URL with its password hidden."""
+        return display_url(self.url)
+
+    def scrub(self, text: str) -> str:
+        """Hide this database's secrets in ``text``."""
+        return scrub(text, self.url)
+
+
+@contextmanager
+def resolve(target: Target, lock_timeout: float) -> Iterator[Database]:
+    """Turn a URL, engine or connection into a :class:`Database`; dispose what it created."""
+    if isinstance(target, Connection):
+        yield Database(target.engine.url, target.engine, target)
+        return
+    if isinstance(target, Engine):
+        yield Database(target.url, target)
+        return
+    if not isinstance(target, str | URL):
+        raise TypeError(
+            f"Expected a database URL, an Engine or a Connection, not {type(target).__name__}; "
+            "for an AsyncEngine, await granite_assets.migrations.upgrade_to_head_async()."
+        )
+    url = parse_url(target)
+    require_sync(url)
+    engine = create_owned_engine(url, lock_timeout)
+    try:
+        yield Database(url, engine)
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def connect(db: Database) -> Iterator[Connection]:
+    """Open a connection of our own, turning connection failures into clear errors."""
+    try:
+        connection = db.engine.connect()
+    except ImportError as exc:
+        raise missing_driver(db.url, exc) from None
+    except DBAPIError as exc:
+        raise DatabaseConnectionError(
+            f"Could not connect to {db.where}: {sentence(db.scrub(str(exc.orig)))} Check that the "
+            "server is running and reachable from here, and that the user name and password are right."
+        ) from None
+    with connection:
+        yield connection
+
+
+def stored_revision(connection: Connection, db: Database, *, keep_transaction: bool) -> str | None:
+    """The revision recorded in the version table; ``None`` when it is missing or empty.
+
+    With ``keep_transaction`` the table's existence is checked first, so that no failing
+    statement aborts a transaction that must survive (the caller's, or SQLite's write lock).
+    """
+    if keep_transaction and not inspect(connection).has_table(VERSION_TABLE):
+        return None
+    try:
+        rows = connection.exec_driver_sql(_SELECT_VERSION).fetchall()
+    except DBAPIError as exc:
+        if keep_transaction:
+            raise
+        connection.rollback()
+        if inspect(connection).has_table(VERSION_TABLE):
+            raise MigrationFailedError(
+                f"Could not read {VERSION_TABLE} on {db.where}: {db.scrub(str(exc.orig))}", None
+            ) from None
+        return None
+    if len(rows) > 1:
+        found = ", ".join(sorted(str(r[0]) for r in rows))
+        raise InvalidVersionTableError(
+            f"{VERSION_TABLE} on {db.where} holds {len(rows)} rows ({found}); granite-assets keeps "
+            "exactly one. Delete the rows that are not the database's real revision."
+        )
+    return str(rows[0][0]) if rows else None
+
+
+def pending(history: History, current: str | None, db: Database) -> tuple[Revision, ...]:
+    """The revisions to apply after ``current``; refuses a revision this release lacks."""
+    if current is not None and not history.knows(current):
+        raise DatabaseAheadError(
+            f"The database {db.where} is at granite-assets revision {current}, which this "
+            f"release does not ship (its newest is {history.head}). The database is newer than "
+            "this granite-assets: upgrade the granite-assets package (after an application "
+            "rollback, roll forward, or downgrade the database with the newer release first).",
+            revision=current,
+        )
+    return history.after(current)
+
+
+def read_revision(db: Database) -> str | None:
+    """The revision of ``db``, read on the caller's connection or on one of our own."""
+    if db.connection is not None:
+        return stored_revision(db.connection, db, keep_transaction=True)
+    with connect(db) as connection:
+        return stored_revision(connection, db, keep_transaction=False)
+
+
+def current_revision(target: Target, lock_timeout: float) -> str | None:
+    """The database's revision, read from granite-assets' version table only."""
+    with resolve(target, lock_timeout) as db:
+        return read_revision(db)
+
+
+def check_up_to_date(directory: Path, target: Target, lock_timeout: float) -> str | None:
+    """Return the head revision when the database is at it, else raise."""
+    history = load_history(directory)
+    with resolve(target, lock_timeout) as db:
+        current = read_revision(db)
+        todo = pending(history, current, db)
+    if todo:
+        names = ", ".join(f"{r.revision} ({r.message})" for r in todo)
+        raise DatabaseBehindError(
+            f"The database {db.where} is at revision {current or 'none'}; "
+            f"{len(todo)} granite-assets revision(s) are pending: {names}. "
+            "Run granite_assets.migrations.upgrade_to_head() (or `granite-assets db upgrade`).",
+            current=current,
+            pending=[r.revision for r in todo],
+        )
+    return current
+
+
+def upgrade(directory: Path, target: Target, lock_timeout: float) -> str | None:
+    """Bring the database to head; return the revision it is at."""
+    history = load_history(directory)
+    with resolve(target, lock_timeout) as db:
+        if db.connection is not None:
+            return migrate_on_callers_connection(directory, db, db.connection, lock_timeout, "head")
+        return upgrade_database(directory, db, history, lock_timeout)
+
+
+def upgrade_database(directory: Path, db: Database, history: History, lock_timeout: float) -> str | None:
+    """Upgrade a database reached through an engine: the no-op path first, the lock only if needed."""
+    with connect(db) as connection:
+        current = stored_revision(connection, db, keep_transaction=False)
+        if not pending(history, current, db):
+            return current
+    return migrate_locked(directory, db, lock_timeout, "head")
+
+
+def downgrade(directory: Path, target: Target, revision: str, lock_timeout: float) -> str | None:
+    """Step the database down to ``revision`` (or ``"base"``) under the migration lock."""
+    history = load_history(directory)
+    if revision != "base" and not history.knows(revision):
+        raise UnknownRevisionError(
+            f"Revision {revision!r} is not one granite-assets ships; "
+            f"choose one of: base, {', '.join(r.revision for r in history.revisions)}."
+        )
+    with resolve(target, lock_timeout) as db:
+        if db.connection is not None:
+            return migrate_on_callers_connection(directory, db, db.connection, lock_timeout, revision)
+        return migrate_locked(directory, db, lock_timeout, revision)
+
+
+def migrate_locked(directory: Path, db: Database, lock_timeout: float, destination: str) -> str | None:
+    """Take the migration lock, re-read the revision, and run what is still to do."""
+    with connect(db) as connection:
+        if connection.dialect.name == "sqlite":
+            with sqlite_write_lock(connection, db, lock_timeout):
+                result = migrate(directory, db, connection, destination, keep_transaction=True)
+                connection.commit()
+                return result
+        lock = _locking.lock_for(connection, transactional=False)
+        if lock is None:
+            return migrate(directory, db, connection, destination, keep_transaction=False)
+        # The lock lives on its own autocommit connection, so that it is never inside a
+        # transaction that a failed revision rolls back, and ends with that session.
+        with connect(db) as lock_session:
+            lock_connection = lock_session.execution_options(isolation_level="AUTOCOMMIT")
+            with _locking.holding(lock, lock_connection, lock_timeout, db.where):
+                return migrate(directory, db, connection, destination, keep_transaction=False)
+
+
+def migrate_on_callers_connection(
+    directory: Path, db: Database, connection: Connection, lock_timeout: float, destination: str
+) -> str | None:
+    """Migrate inside the caller's transaction, beginning one if none is open; commit nothing."""
+    if connection.dialect.name == "sqlite":
+        with sqlite_write_lock(connection, db, lock_timeout, callers=True):
+            return migrate(directory, db, connection, destination, keep_transaction=True)
+    if not connection.in_transaction():
+        connection.begin()
+    lock = _locking.lock_for(connection, transactional=True)
+    with _locking.holding(lock, connection, lock_timeout, db.where):
+        return migrate(directory, db, connection, destination, keep_transaction=True)
+
+
+@contextmanager
+def sqlite_write_lock(
+    connection: Connection, db: Database, lock_timeout: float, *, callers: bool = False
+) -> Iterator[None]:
+    """Hold SQLite's write lock: ``BEGIN IMMEDIATE`` serialises concurrent migrators on the file.
+
+    The driver is put in autocommit mode so that our ``BEGIN IMMEDIATE`` is the transaction's
+    only BEGIN (pysqlite would otherwise run DDL outside any transaction), and is restored after.
+    On a caller's connection that already has a transaction open, that transaction is used as is.
+    """
+    raw: Any = connection.connection.dbapi_connection
+    if callers and getattr(raw, "in_transaction", False):
+        yield
+        return
+    if not callers and connection.in_transaction():
+        connection.rollback()
+    saved_level = raw.isolation_level
+    busy_ms = int(connection.exec_driver_sql("PRAGMA busy_timeout").scalar() or 0)
+    raw.isolation_level = None  # no driver transaction is open here, so this commits nothing
+    try:
+        connection.exec_driver_sql(f"PRAGMA busy_timeout = {int(lock_timeout * 1000)}")
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except OperationalError as exc:
+            if "locked" not in str(exc.orig):
+                raise
+            raise MigrationLockTimeoutError(
+                f"Another process has held the write lock of the SQLite database {db.where} "
+                f"for more than {lock_timeout:g} seconds. Wait for it to finish, or raise "
+                "lock_timeout; if that process is gone, its lock went with it."
+            ) from None
+        yield
+    finally:
+        if not callers and connection.in_transaction():
+            connection.rollback()
+        connection.exec_driver_sql(f"PRAGMA busy_timeout = {busy_ms}")
+        if not callers:
+            connection.rollback()
+        raw.isolation_level = saved_level
+
+
+def migrate(
+    directory: Path, db: Database, connection: Connection, destination: str, *, keep_transaction: bool
+) -> str | None:
+    """Run Alembic to ``destination`` unless the database, re-read under the lock, is there."""
+    history = load_history(directory)
+    current = stored_revision(connection, db, keep_transaction=keep_transaction)
+    if destination == "head":
+        todo = pending(history, current, db)
+        if not todo:
+            return current
+        run: Callable[..., None] = _alembic_command("upgrade")
+        target_revision: str | None = history.head
+    else:
+        pending(history, current, db)  # refuses a database that is ahead of this release
+        keep = _count_through(history, None if destination == "base" else destination)
+        todo = tuple(reversed(history.revisions[keep : _count_through(history, current)]))
+        if not todo:
+            return current
+        run = _alembic_command("downgrade")
+        target_revision = None if destination == "base" else destination
+    if not keep_transaction and connection.in_transaction():
+        connection.rollback()  # hand Alembic a connection with no transaction open
+    config = alembic_config(directory, connection)
+    try:
+        run(config, destination)
+    except Exception as exc:
+        done = len(config.attributes.get("granite_assets_steps", []))
+        failed = todo[done] if done < len(todo) else None
+        raise revision_failed(db, failed, exc) from exc
+    if not keep_transaction and connection.in_transaction():
+        connection.commit()
+    return target_revision
+
+
+def _count_through(history: History, revision: str | None) -> int:
+    """How many revisions, from the first, lead up to and include ``revision``."""
+    return 0 if revision is None else len(history.revisions) - len(history.after(revision))
+
+
+def _alembic_command(name: str) -> Callable[..., None]:
+    from alembic import command
+
+    fn: Callable[..., None] = getattr(command, name)
+    return fn
+
+
+def alembic_config(directory: Path, connection: Connection | None = None, **attributes: Any) -> Any:
+    """An in-memory Alembic configuration for ``directory``; reads no ini, configures no logging."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(directory).replace("%", "%%"))
+    config.set_main_option("path_separator", "os")
+    config.attributes["connection"] = connection
+    config.attributes.update(attributes)
+    return config
+
+
+def revision_failed(db: Database, failed: Revision | None, exc: Exception) -> MigrationFailedError:
+    """The error for a statement that failed while migrating ``db``."""
+    reason = sentence(db.scrub(str(exc.orig if isinstance(exc, DBAPIError) else exc)))
+    what = f"revision {failed.revision} ({failed.message})" if failed else "the version-table bookkeeping"
+    hint = " Check that the database user may create and alter tables." if _is_permission(reason) else ""
+    return MigrationFailedError(
+        f"granite-assets {what} failed on {db.where}: {reason}{hint} "
+        "Nothing after the last completed revision was recorded; fix the cause and upgrade again.",
+        revision=failed.revision if failed else None,
+    )
+
+
+def sentence(text: str) -> str:
+    """Fold a driver's message onto one line that ends like a sentence."""
+    folded = " ".join(text.split())
+    return folded if folded.endswith((".", "?", "!")) else f"{folded}."
+
+
+def _is_permission(reason: str) -> bool:
+    lowered = reason.lower()
+    return "permission denied" in lowered or "command denied" in lowered or "access denied" in lowered
+
+
+def offline_sql(directory: Path, url_or_dialect: str | URL, revision_range: str, *, downgrade: bool) -> str:
+    """The SQL script for ``revision_range`` in the dialect of ``url_or_dialect``."""
+    import io
+
+    url = parse_url(
+        url_or_dialect
+        if isinstance(url_or_dialect, URL) or "://" in url_or_dialect
+        else f"{url_or_dialect}://"
+    )
+    dialect_only = URL.create(url.drivername)  # no credentials can reach the script
+    buffer = io.StringIO()
+    config = alembic_config(directory, granite_assets_offline_url=dialect_only.render_as_string())
+    config.output_buffer = buffer
+    _alembic_command("downgrade" if downgrade else "upgrade")(config, revision_range, sql=True)
+    return buffer.getvalue()

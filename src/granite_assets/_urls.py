@@ -1,0 +1,167 @@
+"""Database URLs: parsing, hiding secrets, async-to-sync mapping and engine creation."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+from sqlalchemy import URL, Engine, create_engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.pool import NullPool
+
+from granite_assets._errors import AsyncDriverURLError, InvalidURLError, MissingDependencyError
+
+#: Seconds to wait for a server to accept a connection before giving up.
+CONNECT_TIMEOUT = 10
+
+_HIDDEN = "***"
+_SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "secret", "token", "sslpassword")
+
+# Async driver -> sync drivers of the same dialect, in order of preference.
+_SYNC_DRIVERS: dict[str, tuple[str, ...]] = {
+    "asyncpg": ("psycopg", "psycopg2"),
+    "psycopg_async": ("psycopg",),
+    "aiosqlite": ("pysqlite",),
+    "aiomysql": ("pymysql",),
+    "asyncmy": ("pymysql",),
+    "aioodbc": ("pyodbc",),
+}
+# Sync driver name -> the module that must be importable and the package that provides it.
+_DRIVER_PACKAGES: dict[str, tuple[str, str]] = {
+    "psycopg": ("psycopg", "psycopg[binary]"),
+    "psycopg2": ("psycopg2", "psycopg2-binary"),
+    "pymysql": ("pymysql", "pymysql"),
+    "mysqldb": ("MySQLdb", "mysqlclient"),
+    "pyodbc": ("pyodbc", "pyodbc"),
+    "asyncpg": ("asyncpg", "asyncpg"),
+    "aiosqlite": ("aiosqlite", "aiosqlite"),
+    "aiomysql": ("aiomysql", "aiomysql"),
+    "asyncmy": ("asyncmy", "asyncmy"),
+}
+
+
+def parse_url(target: str | URL) -> URL:
+    """Return ``target`` as a :class:`~sqlalchemy.URL`, refusing malformed strings.
+
+    The original string is never repeated in the error: it may hold a password.
+    """
+    if isinstance(target, URL):
+        return target
+    try:
+        return make_url(target)
+    except (ArgumentError, ValueError):
+        raise InvalidURLError(
+            "The database URL is malformed; expected the form "
+            "dialect+driver://user:password@host:port/database, "
+            "for example postgresql+psycopg2://app@localhost/app or sqlite:///app.db."
+        ) from None
+
+
+def secrets_of(url: URL) -> list[str]:
+    """Return the secret strings of ``url`` (password, secret query values), longest first."""
+    found = [str(url.password)] if url.password else []
+    for key, value in url.query.items():
+        if key.lower() in _SECRET_QUERY_KEYS:
+            found.extend([value] if isinstance(value, str) else list(value))
+    return sorted((s for s in found if s), key=len, reverse=True)
+
+
+def display_url(url: URL) -> str:
+    """Render ``url`` for messages and logs, with its password and secret query values hidden."""
+    query = {k: (_HIDDEN if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in url.query.items()}
+    return url.set(query=query).render_as_string(hide_password=True)
+
+
+def scrub(text: str, url: URL) -> str:
+    """Return ``text`` with every secret of ``url`` replaced by ``***``."""
+    for secret in secrets_of(url):
+        text = text.replace(secret, _HIDDEN)
+    return text
+
+
+def is_async(url: URL) -> bool:
+    """Tell whether ``url`` names an async driver, refusing unknown dialects."""
+    try:
+        return bool(url.get_dialect().is_async)
+    except NoSuchModuleError:
+        raise InvalidURLError(
+            f"Unknown database dialect {url.drivername!r} in {display_url(url)}; "
+            "use a dialect SQLAlchemy knows, such as postgresql, mysql or sqlite."
+        ) from None
+
+
+def to_sync_url(url: str | URL) -> str:
+    """Return the URL with its async driver replaced by a synchronous one.
+
+    ``postgresql+asyncpg`` becomes ``postgresql+psycopg`` (psycopg 3) when psycopg is installed,
+    otherwise ``postgresql+psycopg2``; ``postgresql+psycopg_async`` becomes ``postgresql+psycopg``;
+    ``sqlite+aiosqlite`` becomes ``sqlite+pysqlite``; ``mysql+aiomysql`` and ``mysql+asyncmy``
+    become ``mysql+pymysql``. Sync URLs come back unchanged. The password is kept: the result
+    is meant to be passed on, not shown.
+    """
+    parsed = parse_url(url)
+    return _swap_driver(parsed).render_as_string(hide_password=False)
+
+
+def _swap_driver(url: URL) -> URL:
+    choices = _SYNC_DRIVERS.get(url.get_driver_name())
+    if not choices:
+        return url
+    installed = [d for d in choices if _driver_installed(d)]
+    return url.set(drivername=f"{url.get_backend_name()}+{(installed or choices)[0]}")
+
+
+def _driver_installed(driver: str) -> bool:
+    module = _DRIVER_PACKAGES.get(driver, (driver, driver))[0]
+    return driver == "pysqlite" or importlib.util.find_spec(module) is not None
+
+
+def require_sync(url: URL) -> None:
+    """Raise :class:`AsyncDriverURLError` when ``url`` names an async driver."""
+    if not is_async(url):
+        return
+    sync = display_url(_swap_driver(url))
+    raise AsyncDriverURLError(
+        f"{display_url(url)} uses the async driver {url.get_driver_name()!r}, which this "
+        f"synchronous call cannot use. Pass the sync URL {sync} instead "
+        "(granite_assets.migrations.to_sync_url() converts it), "
+        "or await granite_assets.migrations.upgrade_to_head_async() with your async engine.",
+        sync_url=sync,
+    )
+
+
+def engine_options(url: URL, lock_timeout: float) -> dict[str, Any]:
+    """Keyword arguments for ``create_engine`` that bound every wait.
+
+    Connection waits are bounded by :data:`CONNECT_TIMEOUT`; on SQLite the busy timeout is the
+    lock timeout, since SQLite's migration lock is the file's write lock.
+    """
+    connect_args: dict[str, Any] = {}
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        if "timeout" not in url.query:
+            connect_args["timeout"] = lock_timeout
+    elif backend in {"postgresql", "mysql", "mariadb"}:
+        key = "timeout" if url.get_driver_name() == "asyncpg" else "connect_timeout"
+        if key not in url.query:
+            connect_args[key] = CONNECT_TIMEOUT
+    # NullPool: every connection is closed when released, so nothing outlives the call.
+    return {"poolclass": NullPool, "connect_args": connect_args}
+
+
+def create_owned_engine(url: URL, lock_timeout: float) -> Engine:
+    """Create the engine for a URL target; the caller disposes it."""
+    try:
+        return create_engine(url, **engine_options(url, lock_timeout))
+    except ImportError as exc:
+        raise missing_driver(url, exc) from None
+
+
+def missing_driver(url: URL, exc: ImportError) -> MissingDependencyError:
+    """Build the error for a database driver that is not installed."""
+    driver = url.get_driver_name()
+    package = _DRIVER_PACKAGES.get(driver, (driver, driver))[1]
+    return MissingDependencyError(
+        f"The database driver {driver!r} for {display_url(url)} is not installed "
+        f"({exc.name or exc}); install it with: pip install {package!r}"
+    )

@@ -1,0 +1,182 @@
+"""The Alembic environment bundled with granite-assets.
+
+Alembic loads this file; library code never imports it. It serves three callers:
+
+- :mod:`granite_assets.migrations`, which passes a live connection in
+  ``config.attributes["connection"]`` (or a dialect URL for offline SQL);
+- maintainers running the ``alembic`` command with ``alembic.ini``, on the database named with
+  ``-x url=...`` or, with none named, on a scratch SQLite database brought to head, which is what
+  ``revision --autogenerate`` and ``check`` need;
+- ``scripts/migrate_create.py``, which sets ``config.attributes["granite_assets_skip_empty"]``.
+
+It never configures logging when called as a library: only the ``alembic`` command line (which
+sets ``cmd_opts``) gets the ini's logging setup, and that leaves existing loggers enabled.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping
+from importlib.util import find_spec
+from logging.config import fileConfig
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from alembic import context
+from alembic.migration import MigrationContext, MigrationInfo
+from alembic.operations import Operations
+from alembic.script import write_hooks
+from sqlalchemy import Connection, create_engine, pool
+
+from granite_assets._history import VERSION_TABLE, write_manifest
+from granite_assets.models import TABLE_PREFIX, Base
+
+if TYPE_CHECKING:
+    from alembic.operations.ops import MigrationScript
+    from alembic.runtime.environment import NameFilterParentNames, NameFilterType
+
+config = context.config
+logger = logging.getLogger("granite_assets.migrations")
+
+if config.cmd_opts is not None and config.config_file_name is not None:
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+
+def include_name(name: str | None, type_: NameFilterType, parent_names: NameFilterParentNames) -> bool:
+    """Let autogenerate see only granite-assets' tables, never the host's."""
+    if type_ == "schema":
+        return name is None
+    if type_ == "table":
+        return name is not None and name.startswith(TABLE_PREFIX)
+    return True
+
+
+def process_revision_directives(
+    ctx: MigrationContext,
+    revision: str | Iterable[str | None] | Iterable[str],
+    directives: list[MigrationScript],
+) -> None:
+    """Number new revisions in sequence, and drop empty ones when asked to."""
+    script = directives[0]
+    upgrade_ops = getattr(script, "upgrade_ops", None)
+    if (
+        config.attributes.get("granite_assets_skip_empty")
+        and upgrade_ops is not None
+        and upgrade_ops.is_empty()
+    ):
+        directives[:] = []
+        config.attributes["granite_assets_empty"] = True
+        return
+    explicit = getattr(config.cmd_opts, "rev_id", None)
+    if not explicit:
+        count = sum(1 for _ in context.script.walk_revisions())
+        script.rev_id = f"{count + 1:04d}"
+
+
+def record_step(ctx: MigrationContext, step: MigrationInfo, heads: Iterable[str], run_args: Any) -> None:
+    """Log each applied or reverted revision to the ``granite_assets`` logger."""
+    if step.is_stamp:
+        return
+    script = step.up_revision
+    doc = str(getattr(script, "doc", "") or "").strip()
+    revision = step.up_revision_id
+    verb = "Applied" if step.is_upgrade else "Reverted"
+    logger.info("%s revision %s (%s)", verb, revision, doc)
+    config.attributes.setdefault("granite_assets_steps", []).append(revision)
+
+
+@write_hooks.register("granite_assets_revision")
+def after_revision_written(path: str, options: Mapping[str, str]) -> None:
+    """Format a new revision file with ruff, then regenerate ``revisions.json``."""
+    if find_spec("ruff") is not None:
+        for args in (["format", "--quiet"], ["check", "--fix", "--quiet"]):
+            subprocess.run([sys.executable, "-m", "ruff", *args, path], check=False)
+    else:
+        logger.warning("ruff is not installed: %s was not formatted", path)
+    write_manifest(Path(path).resolve().parent.parent)
+
+
+def configure(connection: Connection | None = None, **options: Any) -> None:
+    """Configure the migration context with the options every caller shares."""
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        version_table=VERSION_TABLE,
+        # One transaction per revision: the version row tracks every applied revision, also on
+        # MySQL and MariaDB where DDL commits on its own.
+        transaction_per_migration=True,
+        compare_type=True,
+        include_name=include_name,
+        render_as_batch=(connection is not None and connection.dialect.name == "sqlite")
+        or str(options.get("url", "")).startswith("sqlite"),
+        process_revision_directives=process_revision_directives,
+        on_version_apply=record_step,
+        **options,
+    )
+
+
+def run_migrations_offline() -> None:
+    """Write SQL for the dialect named by the caller instead of running it."""
+    url = config.attributes.get("granite_assets_offline_url") or named_url()
+    if not url:
+        raise SystemExit("Offline mode needs a database URL or dialect: -x url=postgresql://")
+    configure(url=url, literal_binds=True, dialect_opts={"paramstyle": "named"})
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_on(connection: Connection) -> None:
+    """Run the requested command on ``connection``."""
+    configure(connection)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def named_url() -> str | None:
+    """The database the maintainer named with ``-x url=...``, if any."""
+    return context.get_x_argument(as_dictionary=True).get("url")
+
+
+def bring_to_head(connection: Connection) -> None:
+    """Upgrade a scratch database to head so autogenerate compares against the full history."""
+    script = context.script
+    migration = MigrationContext.configure(
+        connection,
+        opts={
+            "version_table": VERSION_TABLE,
+            "render_as_batch": True,
+            # The same steps `alembic upgrade head` runs.
+            "fn": lambda rev, _ctx: script._upgrade_revs("heads", rev),
+        },
+    )
+    with Operations.context(migration):
+        migration.run_migrations()
+    connection.commit()
+
+
+def run_migrations_online() -> None:
+    """Run on the caller's connection, the named database, or a scratch SQLite database."""
+    given = config.attributes.get("connection")
+    if given is not None:
+        run_on(given)
+        return
+    url = named_url()
+    with tempfile.TemporaryDirectory(prefix="granite-assets-scratch-") as scratch:
+        engine = create_engine(url or f"sqlite:///{Path(scratch) / 'scratch.db'}", poolclass=pool.NullPool)
+        try:
+            with engine.connect() as connection:
+                if url is None:
+                    bring_to_head(connection)
+                run_on(connection)
+                connection.commit()
+        finally:
+            engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,25 @@
+"""baseline: granite-assets has no tables yet
+
+The empty first revision. Applying it creates granite_assets_alembic_version and records
+0001 there, so a database granite-assets has touched is told apart from one it has not, and
+the first revision that adds a table has a parent to build on.
+
+Revision ID: 0001
+Revises:
+Create Date: 2026-11-25 17:00:00
+"""
+
+from collections.abc import Sequence
+
+revision: str = "0001"
+down_revision: str | None = None
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    """Apply this revision."""
+
+
+def downgrade() -> None:
+    """Revert this revision."""

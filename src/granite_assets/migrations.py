@@ -1,0 +1,254 @@
+"""Apply granite-assets' bundled database migrations to a host application's database.
+
+granite-assets ships its Alembic revisions inside the package and records the revision a
+database is at in its own table, ``granite_assets_alembic_version``. The host's
+``alembic_version`` and its own revisions are never read or written.
+
+This module imports without the ``db`` extra; its functions then raise
+:class:`MissingDependencyError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Final
+
+from granite_assets._errors import (
+    INSTALL_HINT,
+    AsyncDriverURLError,
+    DatabaseAheadError,
+    DatabaseBehindError,
+    DatabaseConnectionError,
+    InvalidURLError,
+    InvalidVersionTableError,
+    MigrationError,
+    MigrationFailedError,
+    MigrationLockTimeoutError,
+    MissingDependencyError,
+    UnknownRevisionError,
+)
+from granite_assets._history import VERSION_TABLE, Revision, bundled_directory, load_history
+
+if TYPE_CHECKING:
+    from sqlalchemy import URL, Connection, Engine
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+__all__ = [
+    "DEFAULT_LOCK_TIMEOUT",
+    "VERSION_TABLE",
+    "AsyncDriverURLError",
+    "DatabaseAheadError",
+    "DatabaseBehindError",
+    "DatabaseConnectionError",
+    "InvalidURLError",
+    "InvalidVersionTableError",
+    "MigrationError",
+    "MigrationFailedError",
+    "MigrationLockTimeoutError",
+    "MissingDependencyError",
+    "Revision",
+    "UnknownRevisionError",
+    "check_up_to_date",
+    "current_revision",
+    "downgrade",
+    "downgrade_sql",
+    "head_revision",
+    "revisions",
+    "to_sync_url",
+    "upgrade_sql",
+    "upgrade_to_head",
+    "upgrade_to_head_async",
+]
+
+#: Seconds to wait, by default, for another process's migration to finish.
+DEFAULT_LOCK_TIMEOUT: Final = 300.0
+
+
+@contextmanager
+def _db_extra() -> Iterator[None]:
+    """Turn a missing alembic or SQLAlchemy into an error that says how to install them."""
+    try:
+        yield
+    except ImportError as exc:
+        if isinstance(exc, MissingDependencyError) or exc.name not in {"sqlalchemy", "alembic", "greenlet"}:
+            raise
+        raise MissingDependencyError(
+            f"granite-assets' database features need {exc.name}, which is not installed. "
+            f"Install the db extra: {INSTALL_HINT}"
+        ) from None
+
+
+def upgrade_to_head(
+    target: str | URL | Engine | Connection, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+) -> str | None:
+    """Apply every bundled revision the database lacks, and return the revision it is now at.
+
+    On a database granite-assets has never touched, this creates
+    ``granite_assets_alembic_version`` and stamps it. On a database already at head it reads that
+    table once and returns: it is cheap and safe to call on every deployment and every start-up,
+    from many processes at once, since concurrent callers wait for one migration lock.
+
+    Args:
+        target: A synchronous SQLAlchemy URL (string or :class:`~sqlalchemy.engine.URL`), an
+            :class:`~sqlalchemy.engine.Engine` (used, never disposed), or a
+            :class:`~sqlalchemy.engine.Connection`. With a connection, the migration runs inside
+            its transaction (one is begun if none is open) and nothing is committed: commit
+            to keep the changes. On PostgreSQL the migration lock is then held until that
+            transaction ends; on SQLite the connection takes the write lock (``BEGIN IMMEDIATE``)
+            unless a transaction is already open on it.
+        lock_timeout: Seconds to wait for a migration running in another process.
+
+    Returns:
+        The revision the database is at, the head of the bundled history.
+
+    Raises:
+        InvalidURLError: The URL is malformed or names an unknown dialect.
+        AsyncDriverURLError: The URL names an async driver; see :func:`to_sync_url` and
+            :func:`upgrade_to_head_async`.
+        MissingDependencyError: The ``db`` extra or the URL's driver is not installed.
+        DatabaseConnectionError: The server cannot be reached or refuses the login.
+        DatabaseAheadError: The database holds a revision this release does not ship.
+        InvalidVersionTableError: The version table holds more than one row.
+        MigrationLockTimeoutError: Another process held the lock for ``lock_timeout`` seconds.
+        MigrationFailedError: A revision (or the version-table bookkeeping) failed.
+    """
+    with _db_extra():
+        from granite_assets import _runner
+
+        return _runner.upgrade(bundled_directory(), target, lock_timeout)
+
+
+async def upgrade_to_head_async(
+    target: str | URL | AsyncEngine | AsyncConnection, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+) -> str | None:
+    """Do what :func:`upgrade_to_head` does, for hosts on async drivers.
+
+    Safe to await inside a running event loop, such as a FastAPI lifespan: it drives the
+    migration through SQLAlchemy's ``run_sync`` bridge and never calls :func:`asyncio.run`.
+
+    Args:
+        target: An :class:`~sqlalchemy.ext.asyncio.AsyncEngine` (used, never disposed), an
+            :class:`~sqlalchemy.ext.asyncio.AsyncConnection` (as with a sync connection, nothing
+            is committed), or a URL. An async URL gets an engine of its own, disposed after; a
+            sync URL runs :func:`upgrade_to_head` in a worker thread.
+        lock_timeout: Seconds to wait for a migration running in another process.
+
+    Returns:
+        The revision the database is at.
+
+    Raises:
+        MigrationError: As :func:`upgrade_to_head` does.
+    """
+    with _db_extra():
+        from granite_assets import _async
+
+        return await _async.upgrade_async(bundled_directory(), target, lock_timeout)
+
+
+def current_revision(target: str | URL | Engine | Connection) -> str | None:
+    """Return the revision the database is at, or ``None`` if granite-assets never touched it.
+
+    Reads ``granite_assets_alembic_version`` only, never the host's ``alembic_version``.
+
+    Raises:
+        InvalidVersionTableError: The version table holds more than one row.
+        MigrationError: For a bad URL or an unreachable database, as :func:`upgrade_to_head`.
+    """
+    with _db_extra():
+        from granite_assets import _runner
+
+        return _runner.current_revision(target, DEFAULT_LOCK_TIMEOUT)
+
+
+def head_revision() -> str | None:
+    """Return the newest revision this release ships, without touching any database."""
+    return load_history(bundled_directory()).head
+
+
+def revisions() -> tuple[Revision, ...]:
+    """Return the revisions this release ships, oldest first."""
+    return load_history(bundled_directory()).revisions
+
+
+def check_up_to_date(target: str | URL | Engine | Connection) -> str | None:
+    """Return the database's revision when it is at head; raise otherwise.
+
+    Meant for a start-up guard in processes that must not run against a database whose
+    migrations are pending (or that a newer release has migrated).
+
+    Raises:
+        DatabaseBehindError: Revisions are pending; the error lists them.
+        DatabaseAheadError: The database holds a revision this release does not ship.
+        MigrationError: For a bad URL or an unreachable database, as :func:`upgrade_to_head`.
+    """
+    with _db_extra():
+        from granite_assets import _runner
+
+        return _runner.check_up_to_date(bundled_directory(), target, DEFAULT_LOCK_TIMEOUT)
+
+
+def downgrade(
+    target: str | URL | Engine | Connection, revision: str, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+) -> str | None:
+    """Revert revisions until the database is at ``revision``, under the migration lock.
+
+    Args:
+        target: As for :func:`upgrade_to_head`.
+        revision: A revision id this release ships, or ``"base"`` to revert every revision
+            (the version table stays, empty).
+        lock_timeout: Seconds to wait for a migration running in another process.
+
+    Returns:
+        The revision the database is now at (``None`` for base).
+
+    Raises:
+        UnknownRevisionError: ``revision`` is not one this release ships.
+        MigrationError: As :func:`upgrade_to_head` does.
+    """
+    with _db_extra():
+        from granite_assets import _runner
+
+        return _runner.downgrade(bundled_directory(), target, revision, lock_timeout)
+
+
+def upgrade_sql(url_or_dialect: str | URL, from_revision: str | None = None) -> str:
+    """Return the SQL that upgrades a database from ``from_revision`` (or empty) to head.
+
+    For database administrators who review SQL before it runs. Nothing connects to a database;
+    only the URL's dialect is used, so ``"postgresql"`` or ``"mysql"`` is enough. The script
+    creates and updates ``granite_assets_alembic_version`` and never mentions ``alembic_version``.
+    """
+    with _db_extra():
+        from granite_assets import _runner
+
+        span = f"{from_revision}:head" if from_revision else "head"
+        return _runner.offline_sql(bundled_directory(), url_or_dialect, span, downgrade=False)
+
+
+def downgrade_sql(url_or_dialect: str | URL, from_revision: str, revision: str) -> str:
+    """Return the SQL that reverts a database from ``from_revision`` down to ``revision``.
+
+    Offline SQL cannot read the database, so the starting revision must be named.
+    """
+    with _db_extra():
+        from granite_assets import _runner
+
+        return _runner.offline_sql(
+            bundled_directory(), url_or_dialect, f"{from_revision}:{revision}", downgrade=True
+        )
+
+
+def to_sync_url(url: str | URL) -> str:
+    """Return ``url`` with its async driver swapped for a synchronous one.
+
+    ``postgresql+asyncpg`` becomes ``postgresql+psycopg`` when psycopg 3 is installed and
+    ``postgresql+psycopg2`` otherwise, ``postgresql+psycopg_async`` becomes
+    ``postgresql+psycopg``, ``sqlite+aiosqlite`` becomes ``sqlite+pysqlite``, and
+    ``mysql+aiomysql`` and ``mysql+asyncmy`` become ``mysql+pymysql``. A sync URL comes back
+    unchanged. The password is kept, since the result is meant for :func:`upgrade_to_head`.
+    """
+    with _db_extra():
+        from granite_assets import _urls
+
+        return _urls.to_sync_url(url)
