@@ -11,6 +11,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DATABASE_URL ?= sqlite:///granite_assets.db
 PYTEST_ARGS ?=
+# The database servers the tests use (see tests/conftest.py); unreachable ones are skipped
+# unless GRANITE_ASSETS_TEST_REQUIRE names them, as CI does.
+export GRANITE_ASSETS_TEST_POSTGRESQL_URL ?= postgresql+psycopg2://postgres@127.0.0.1:5432/postgres
+export GRANITE_ASSETS_TEST_MYSQL_URL ?= mysql+pymysql://root@127.0.0.1:3306/
 
 .PHONY: help
 help: ## List the targets and what each does

@@ -1,0 +1,242 @@
+"""Shared fixtures: one freshly created database per test, on every backend CI runs.
+
+Servers come from environment variables (the Makefile sets them to the local services):
+
+- ``GRANITE_ASSETS_TEST_POSTGRESQL_URL``: an admin URL of a PostgreSQL server;
+- ``GRANITE_ASSETS_TEST_MYSQL_URL``: an admin URL of a MariaDB or MySQL server;
+- ``GRANITE_ASSETS_TEST_REQUIRE``: comma-separated backends (``postgresql,mysql``) whose absence
+  is an error rather than a skip; CI sets it.
+
+Without a server's variable, or when the server does not answer, its tests are skipped and the
+summary at the end of the run says so.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import pytest
+from sqlalchemy import URL, create_engine, make_url, text
+from sqlalchemy.pool import NullPool
+
+from granite_assets._history import bundled_directory, write_manifest
+
+SERVER_VARIABLES = {
+    "postgresql": "GRANITE_ASSETS_TEST_POSTGRESQL_URL",
+    "mysql": "GRANITE_ASSETS_TEST_MYSQL_URL",
+}
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A database backend reached through one driver."""
+
+    name: str  # sqlite, postgresql or mysql
+    driver: str  # the SQLAlchemy driver name
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}-{self.driver}"
+
+
+BACKENDS = [
+    Backend("sqlite", "pysqlite"),
+    Backend("postgresql", "psycopg2"),
+    Backend("postgresql", "psycopg"),
+    Backend("mysql", "pymysql"),
+]
+ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg", "mysql": "aiomysql"}
+
+
+def required_backends() -> set[str]:
+    """The backends whose absence must fail the run."""
+    return {b.strip() for b in os.environ.get("GRANITE_ASSETS_TEST_REQUIRE", "").split(",") if b.strip()}
+
+
+@cache
+def server_url(name: str) -> URL | None:
+    """The admin URL of the ``name`` server, or ``None`` when it is not configured or not up."""
+    raw = os.environ.get(SERVER_VARIABLES[name])
+    if not raw:
+        _unavailable[name] = f"{SERVER_VARIABLES[name]} is not set"
+        return None
+    url = make_url(raw)
+    engine = create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+        _unavailable[name] = f"{url.render_as_string()} does not answer: {type(exc).__name__}"
+        return None
+    finally:
+        engine.dispose()
+    return url
+
+
+_unavailable: dict[str, str] = {}
+
+
+def require_server(name: str) -> URL:
+    """The server's admin URL; skips the test, or fails it when CI requires the backend."""
+    url = server_url(name)
+    if url is None:
+        reason = f"{name} unavailable: {_unavailable[name]}"
+        if name in required_backends():
+            pytest.fail(f"{reason} (and GRANITE_ASSETS_TEST_REQUIRE requires it)", pytrace=False)
+        pytest.skip(reason)
+    return url
+
+
+@dataclass(frozen=True)
+class Database:
+    """A database created for one test."""
+
+    backend: Backend
+    url: URL
+
+    @property
+    def url_string(self) -> str:
+        """The URL as a string, password included, to hand to the code under test."""
+        return self.url.render_as_string(hide_password=False)
+
+    def with_driver(self, driver: str) -> URL:
+        """The same database through another driver (an async one, say)."""
+        return self.url.set(drivername=f"{self.backend.name}+{driver}")
+
+    def table_names(self) -> set[str]:
+        """The tables the database holds now."""
+        from sqlalchemy import inspect
+
+        engine = create_engine(self.url, poolclass=NullPool)
+        try:
+            with engine.connect() as connection:
+                return set(inspect(connection).get_table_names())
+        finally:
+            engine.dispose()
+
+    def scalar_rows(self, sql: str) -> list[object]:
+        """Run a query and return the first column of every row."""
+        engine = create_engine(self.url, poolclass=NullPool)
+        try:
+            with engine.connect() as connection:
+                return [row[0] for row in connection.execute(text(sql))]
+        finally:
+            engine.dispose()
+
+    def execute(self, *statements: str) -> None:
+        """Run statements in one committed transaction."""
+        engine = create_engine(self.url, poolclass=NullPool)
+        try:
+            with engine.begin() as connection:
+                for statement in statements:
+                    connection.execute(text(statement))
+        finally:
+            engine.dispose()
+
+
+@contextmanager
+def fresh_database(backend: Backend, directory: Path) -> Iterator[Database]:
+    """Create an empty database for ``backend`` with a random name; drop it afterwards.
+
+    SQLite databases are files in ``directory``.
+    """
+    name = f"ga_test_{uuid.uuid4().hex[:12]}"
+    if backend.name == "sqlite":
+        yield Database(backend, URL.create("sqlite+pysqlite", database=str(directory / f"{name}.db")))
+        return
+    admin = require_server(backend.name)
+    _admin_execute(admin, f"CREATE DATABASE {name}")
+    try:
+        yield Database(backend, admin.set(drivername=f"{backend.name}+{backend.driver}", database=name))
+    finally:
+        force = " WITH (FORCE)" if backend.name == "postgresql" else ""
+        _admin_execute(admin, f"DROP DATABASE IF EXISTS {name}{force}")
+
+
+def _admin_execute(url: URL, statement: str) -> None:
+    engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.execute(text(statement))
+    finally:
+        engine.dispose()
+
+
+def backend_params(backends: list[Backend] = BACKENDS) -> list[object]:
+    """``pytest.param`` for each backend, marked with its backend's marker."""
+    return [pytest.param(b, id=b.id, marks=getattr(pytest.mark, b.name)) for b in backends]
+
+
+@pytest.fixture(params=backend_params())
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """Each backend and driver CI runs: SQLite, PostgreSQL (psycopg2, psycopg 3), MariaDB."""
+    value: Backend = request.param
+    return value
+
+
+@pytest.fixture
+def database(backend: Backend, tmp_path: Path) -> Iterator[Database]:
+    """A database created for this test alone, on each backend."""
+    with fresh_database(backend, tmp_path) as db:
+        yield db
+
+
+@pytest.fixture
+def environment_copy(tmp_path: Path) -> Path:
+    """A private copy of the bundled Alembic environment, for tests that add revisions."""
+    target = tmp_path / "environment"
+    shutil.copytree(bundled_directory(), target, ignore=shutil.ignore_patterns("__pycache__"))
+    return target
+
+
+def add_revision(
+    directory: Path,
+    revision: str,
+    down_revision: str | None,
+    upgrade: str = "pass",
+    downgrade: str = "pass",
+    *,
+    message: str | None = None,
+    manifest: bool = True,
+) -> Path:
+    """Write a revision file into ``directory/versions``; regenerate the manifest unless told not to."""
+    body_up = "\n".join("    " + line for line in upgrade.splitlines())
+    body_down = "\n".join("    " + line for line in downgrade.splitlines())
+    path = directory / "versions" / f"{revision}_{(message or 'test').replace(' ', '_')}.py"
+    path.write_text(
+        f'''"""{message or "test revision " + revision}"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = {revision!r}
+down_revision = {down_revision!r}
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+{body_up}
+
+
+def downgrade() -> None:
+{body_down}
+''',
+        encoding="utf-8",
+    )
+    if manifest:
+        write_manifest(directory)
+    return path
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say which database servers were not tested, so a skip is never silent."""
+    for name, reason in sorted(_unavailable.items()):
+        terminalreporter.write_line(f"granite-assets: {name} tests skipped: {reason}", yellow=True)
