@@ -1,0 +1,158 @@
+"""The async entry point, awaited inside a running event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from conftest import ASYNC_DRIVERS, BACKENDS, Backend, Database, add_revision, backend_params, fresh_database
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from granite_assets import _async
+from granite_assets.migrations import (
+    VERSION_TABLE,
+    AsyncDriverURLError,
+    head_revision,
+    to_sync_url,
+    upgrade_to_head,
+    upgrade_to_head_async,
+)
+
+# One driver per server suffices here; each async driver the tests group installs is covered.
+ASYNC_BACKENDS = [b for b in BACKENDS if b.driver in {"pysqlite", "psycopg2"}]
+
+
+@pytest.fixture(params=backend_params(ASYNC_BACKENDS))
+def async_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A fresh database on SQLite (aiosqlite) and PostgreSQL (asyncpg)."""
+    backend: Backend = request.param
+    with fresh_database(backend, tmp_path) as db:
+        yield db
+
+
+T = TypeVar("T")
+
+
+async def _with_ticker(coro: Awaitable[T]) -> tuple[T, int]:
+    """Await ``coro`` while a ticker task runs, and count how often the loop let it tick."""
+    ticks = 0
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    try:
+        result = await coro
+    finally:
+        stop.set()
+        await task
+    return result, ticks
+
+
+def test_async_engine_inside_a_running_loop(async_database: Database) -> None:
+    """An AsyncEngine is upgraded from inside a running loop, which keeps serving other tasks."""
+    url = async_database.with_driver(ASYNC_DRIVERS[async_database.backend.name])
+
+    async def main() -> tuple[str | None, int]:
+        engine = create_async_engine(url, poolclass=NullPool)
+        try:
+            return await _with_ticker(upgrade_to_head_async(engine))
+        finally:
+            await engine.dispose()
+
+    revision, ticks = asyncio.run(main())
+    assert revision == head_revision()
+    assert ticks > 0
+    assert async_database.scalar_rows(f"SELECT version_num FROM {VERSION_TABLE}") == [head_revision()]
+
+
+def test_async_url_and_rerun(async_database: Database) -> None:
+    """An async URL gets an engine of its own; a second await changes nothing."""
+    url = async_database.with_driver(ASYNC_DRIVERS[async_database.backend.name])
+
+    async def main() -> list[object]:
+        return [await upgrade_to_head_async(url), await upgrade_to_head_async(url)]
+
+    assert asyncio.run(main()) == [head_revision(), head_revision()]
+    assert async_database.scalar_rows(f"SELECT version_num FROM {VERSION_TABLE}") == [head_revision()]
+
+
+def test_async_connection_commits_nothing(async_database: Database) -> None:
+    """On an AsyncConnection, as on a sync one, the caller's commit keeps the upgrade."""
+    url = async_database.with_driver(ASYNC_DRIVERS[async_database.backend.name])
+
+    async def main() -> object:
+        engine = create_async_engine(url, poolclass=NullPool)
+        try:
+            async with engine.connect() as connection:
+                revision = await upgrade_to_head_async(connection)
+                await connection.commit()
+                return revision
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(main()) == head_revision()
+    assert async_database.scalar_rows(f"SELECT version_num FROM {VERSION_TABLE}") == [head_revision()]
+
+
+def test_sync_url_is_accepted_by_the_async_entry_point(async_database: Database) -> None:
+    """A sync URL given to the async entry point runs in a worker thread, off the loop."""
+    assert asyncio.run(upgrade_to_head_async(async_database.url_string)) == head_revision()
+
+
+def test_async_lock_wait_yields_to_the_loop(async_database: Database, environment_copy: Path) -> None:
+    """Pending work on an async engine runs to head through the same lock and checks as sync."""
+    add_revision(environment_copy, "0002", "0001", message="second")
+    url = async_database.with_driver(ASYNC_DRIVERS[async_database.backend.name])
+
+    async def main() -> object:
+        engine = create_async_engine(url, poolclass=NullPool)
+        try:
+            return await _async.upgrade_async(environment_copy, engine, 10)
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(main()) == "0002"
+
+
+@pytest.mark.parametrize(
+    ("async_url", "sync_url"),
+    [
+        ("postgresql+asyncpg://app:s3cret@db/app", "postgresql+psycopg://app:s3cret@db/app"),
+        ("postgresql+psycopg_async://app:s3cret@db/app", "postgresql+psycopg://app:s3cret@db/app"),
+        ("sqlite+aiosqlite:///app.db", "sqlite+pysqlite:///app.db"),
+        ("mysql+aiomysql://app:s3cret@db/app", "mysql+pymysql://app:s3cret@db/app"),
+        ("mysql+asyncmy://app:s3cret@db/app", "mysql+pymysql://app:s3cret@db/app"),
+        ("postgresql+psycopg2://app:s3cret@db/app", "postgresql+psycopg2://app:s3cret@db/app"),
+    ],
+)
+def test_to_sync_url(async_url: str, sync_url: str) -> None:
+    """to_sync_url swaps an async driver for the sync driver of the same database, keeping the rest."""
+    assert to_sync_url(async_url) == sync_url
+
+
+@pytest.mark.parametrize("driver", ["asyncpg", "psycopg_async"])
+def test_async_url_to_the_sync_call_names_the_sync_url(driver: str) -> None:
+    """The sync call refuses an async URL, naming the sync URL (password hidden) and the async entry point."""
+    with pytest.raises(AsyncDriverURLError) as caught:
+        upgrade_to_head(f"postgresql+{driver}://app:s3cret@db.example/app")
+    message = str(caught.value)
+    assert "postgresql+psycopg://app:***@db.example/app" in message
+    assert caught.value.sync_url == "postgresql+psycopg://app:***@db.example/app"
+    assert "upgrade_to_head_async" in message
+    assert "s3cret" not in message
+
+
+def test_aiosqlite_url_to_the_sync_call_is_refused(tmp_path: Path) -> None:
+    """An aiosqlite URL gets the same clear refusal, naming sqlite+pysqlite."""
+    with pytest.raises(AsyncDriverURLError, match=r"sqlite\+pysqlite"):
+        upgrade_to_head(f"sqlite+aiosqlite:///{tmp_path}/app.db")
+    assert not (tmp_path / "app.db").exists()

@@ -1,0 +1,207 @@
+"""upgrade_to_head and its read-only companions, on every backend and kind of target."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import Database, add_revision
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool, QueuePool
+
+from granite_assets import _runner
+from granite_assets.migrations import (
+    VERSION_TABLE,
+    current_revision,
+    head_revision,
+    revisions,
+    upgrade_to_head,
+)
+
+
+def connections_to(database: Database) -> int:
+    """How many sessions other than the asking one are connected to ``database``."""
+    if database.backend.name == "sqlite":
+        return 0
+    name = database.url.database
+    if database.backend.name == "postgresql":
+        sql = f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+    else:
+        sql = (
+            "SELECT count(*) FROM information_schema.processlist "
+            f"WHERE db = '{name}' AND id <> CONNECTION_ID()"
+        )
+    engine = create_engine(
+        database.url.set(database=None) if database.backend.name == "mysql" else database.url
+    )
+    try:
+        with engine.connect() as connection:
+            return int(connection.execute(text(sql)).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def test_first_call_creates_and_stamps_the_version_table(database: Database) -> None:
+    """A database granite-assets never touched gets its version table, stamped at head."""
+    assert current_revision(database.url_string) is None
+    assert upgrade_to_head(database.url_string) == head_revision()
+    assert VERSION_TABLE in database.table_names()
+    assert database.scalar_rows(f"SELECT version_num FROM {VERSION_TABLE}") == [head_revision()]
+    assert current_revision(database.url_string) == head_revision()
+
+
+def test_second_call_changes_nothing(database: Database) -> None:
+    """Calling again on an up-to-date database leaves tables and version row as they were."""
+    upgrade_to_head(database.url_string)
+    before = (database.table_names(), database.scalar_rows(f"SELECT version_num FROM {VERSION_TABLE}"))
+    assert upgrade_to_head(database.url_string) == head_revision()
+    after = (database.table_names(), database.scalar_rows(f"SELECT version_num FROM {VERSION_TABLE}"))
+    assert after == before
+
+
+def test_url_object_target(database: Database) -> None:
+    """A sqlalchemy.URL works as well as a string."""
+    assert upgrade_to_head(database.url) == head_revision()
+
+
+def test_engine_target_is_used_and_not_disposed(database: Database) -> None:
+    """An Engine is used as given: every connection returns to its pool and the engine stays usable."""
+    engine = create_engine(database.url, poolclass=QueuePool)
+    try:
+        assert upgrade_to_head(engine) == head_revision()
+        assert isinstance(engine.pool, QueuePool)
+        assert engine.pool.checkedout() == 0
+        with engine.connect() as connection:
+            assert (
+                connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+                == head_revision()
+            )
+    finally:
+        engine.dispose()
+
+
+def test_url_target_leaves_no_connection_open(database: Database) -> None:
+    """With a URL, granite-assets disposes its engine: no session of ours outlives the call."""
+    upgrade_to_head(database.url_string)
+    upgrade_to_head(database.url_string)
+    assert connections_to(database) == 0
+
+
+def test_connection_target_commits_nothing(database: Database) -> None:
+    """On a caller's connection the work stays in the caller's transaction until the caller commits."""
+    engine = create_engine(database.url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            assert upgrade_to_head(connection) == head_revision()
+            assert connection.in_transaction()
+            assert current_revision(connection) == head_revision()
+            connection.commit()
+        assert database.scalar_rows(f"SELECT version_num FROM {VERSION_TABLE}") == [head_revision()]
+    finally:
+        engine.dispose()
+
+
+def test_connection_target_rolled_back_leaves_no_trace(database: Database) -> None:
+    """When the caller rolls back, transactional-DDL backends keep nothing of the upgrade.
+
+    MariaDB commits DDL on its own, which the deployment docs say; there the table stays.
+    """
+    engine = create_engine(database.url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            upgrade_to_head(connection)
+            connection.rollback()
+    finally:
+        engine.dispose()
+    if database.backend.name == "mysql":
+        assert VERSION_TABLE in database.table_names()
+    else:
+        assert VERSION_TABLE not in database.table_names()
+
+
+def test_pending_revisions_are_applied_in_order(database: Database, environment_copy: Path) -> None:
+    """Revisions added after a database was stamped are applied, oldest first, on the next call."""
+    assert _runner.upgrade(environment_copy, database.url_string, 10) == "0001"
+    add_revision(
+        environment_copy,
+        "0002",
+        "0001",
+        'op.create_table("granite_assets_a", sa.Column("id", sa.Integer, primary_key=True))',
+        'op.drop_table("granite_assets_a")',
+    )
+    add_revision(
+        environment_copy,
+        "0003",
+        "0002",
+        'op.add_column("granite_assets_a", sa.Column("name", sa.String(50)))',
+        'op.drop_column("granite_assets_a", "name")',
+    )
+    assert _runner.upgrade(environment_copy, database.url_string, 10) == "0003"
+    assert "granite_assets_a" in database.table_names()
+    assert database.scalar_rows(f"SELECT version_num FROM {VERSION_TABLE}") == ["0003"]
+
+
+def test_fast_path_never_skips_a_revision_added_after_the_manifest(
+    database: Database, environment_copy: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A revision file the manifest does not list is still applied: the stale manifest is not trusted."""
+    _runner.upgrade(environment_copy, database.url_string, 10)
+    add_revision(
+        environment_copy,
+        "0002",
+        "0001",
+        'op.create_table("granite_assets_b", sa.Column("id", sa.Integer, primary_key=True))',
+        'op.drop_table("granite_assets_b")',
+        manifest=False,
+    )
+    with caplog.at_level(logging.WARNING, logger="granite_assets"):
+        assert _runner.upgrade(environment_copy, database.url_string, 10) == "0002"
+    assert "granite_assets_b" in database.table_names()
+    assert any("revisions.json" in r.getMessage() for r in caplog.records)
+
+
+def test_each_applied_revision_is_logged(database: Database, caplog: pytest.LogCaptureFixture) -> None:
+    """Every applied revision is logged to the granite_assets logger, with its message."""
+    with caplog.at_level(logging.INFO, logger="granite_assets"):
+        upgrade_to_head(database.url_string)
+    applied = [r.getMessage() for r in caplog.records if r.name.startswith("granite_assets")]
+    assert applied == [f"Applied revision {r.revision} ({r.message})" for r in revisions()]
+
+
+def test_host_loggers_and_root_logger_survive(database: Database) -> None:
+    """The host's loggers stay enabled and the root logger's level and handlers are unchanged."""
+    host_logger = logging.getLogger("host.app.created.before")
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    upgrade_to_head(database.url_string)
+    assert not host_logger.disabled
+    assert not logging.getLogger("sqlalchemy.engine").disabled
+    assert (root.level, root.handlers) == (level, handlers)
+
+
+def test_import_pulls_in_neither_sqlalchemy_nor_alembic() -> None:
+    """Importing the package and its migrations module loads no SQLAlchemy and no Alembic."""
+    code = (
+        "import sys, granite_assets, granite_assets.migrations;"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in {'sqlalchemy', 'alembic'});"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == ""
+
+
+def test_head_revision_needs_no_database() -> None:
+    """head_revision answers from the bundled history alone: the last of revisions()."""
+    assert head_revision() == revisions()[-1].revision == "0001"
+
+
+def test_works_from_any_current_directory(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No file is looked up relative to the current directory (a host's alembic.ini there is ignored)."""
+    (tmp_path / "alembic.ini").write_text("[alembic]\nscript_location = nowhere\n")
+    monkeypatch.chdir(tmp_path)
+    assert upgrade_to_head(database.url_string) == head_revision()
