@@ -37,7 +37,7 @@ async def upgrade_async(
     if isinstance(target, AsyncConnection):
         return await target.run_sync(lambda c: _runner.upgrade(directory, c, lock_timeout))
     if isinstance(target, AsyncEngine):
-        return await _upgrade_engine(directory, target, target.url, lock_timeout)
+        return await _upgrade_engine(directory, target, target.url, lock_timeout, owned=False)
     url = parse_url(target)
     if not is_async(url):
         # A sync URL: run the sync implementation in a worker thread to keep the loop free.
@@ -47,13 +47,15 @@ async def upgrade_async(
     except ImportError as exc:
         raise missing_driver(url, exc) from None
     try:
-        return await _upgrade_engine(directory, engine, url, lock_timeout)
+        return await _upgrade_engine(directory, engine, url, lock_timeout, owned=True)
     finally:
         await engine.dispose()
 
 
-async def _upgrade_engine(directory: Path, engine: AsyncEngine, url: URL, lock_timeout: float) -> str | None:
-    db = _runner.Database(url, engine.sync_engine)
+async def _upgrade_engine(
+    directory: Path, engine: AsyncEngine, url: URL, lock_timeout: float, *, owned: bool
+) -> str | None:
+    db = _runner.Database(url, engine.sync_engine, owned=owned)
     history = load_history(directory)
     result: Any = await greenlet_spawn(
         _locking.with_sleep,

@@ -50,6 +50,7 @@ class Database:
     url: URL
     engine: Engine
     connection: Connection | None = None  # the caller's own connection, if it gave one
+    owned: bool = False  # the engine is ours, made with engine_options(), and disposed after
 
     @property
     def where(self) -> str:
@@ -79,7 +80,7 @@ def resolve(target: Target, lock_timeout: float) -> Iterator[Database]:
     require_sync(url)
     engine = create_owned_engine(url, lock_timeout)
     try:
-        yield Database(url, engine)
+        yield Database(url, engine, owned=True)
     finally:
         engine.dispose()
 
@@ -188,7 +189,7 @@ def upgrade_database(directory: Path, db: Database, history: History, lock_timeo
         current = stored_revision(connection, db, keep_transaction=False)
         if not pending(history, current, db):
             return current
-    return migrate_locked(directory, db, lock_timeout, "head")
+        return migrate_locked(directory, db, connection, lock_timeout, "head")
 
 
 def downgrade(directory: Path, target: Target, revision: str, lock_timeout: float) -> str | None:
@@ -202,26 +203,33 @@ def downgrade(directory: Path, target: Target, revision: str, lock_timeout: floa
     with resolve(target, lock_timeout) as db:
         if db.connection is not None:
             return migrate_on_callers_connection(directory, db, db.connection, lock_timeout, revision)
-        return migrate_locked(directory, db, lock_timeout, revision)
+        with connect(db) as connection:
+            return migrate_locked(directory, db, connection, lock_timeout, revision)
 
 
-def migrate_locked(directory: Path, db: Database, lock_timeout: float, destination: str) -> str | None:
-    """Take the migration lock, re-read the revision, and run what is still to do."""
-    with connect(db) as connection:
-        if connection.dialect.name == "sqlite":
-            with sqlite_write_lock(connection, db, lock_timeout):
-                result = migrate(directory, db, connection, destination, keep_transaction=True)
-                connection.commit()
-                return result
-        lock = _locking.lock_for(connection, transactional=False)
-        if lock is None:
+def migrate_locked(
+    directory: Path, db: Database, connection: Connection, lock_timeout: float, destination: str
+) -> str | None:
+    """Take the migration lock on our own ``connection``, re-read the revision, run what is left.
+
+    The lock is session-level and taken on the connection that migrates: it outlives the
+    per-revision commits, is released when done, and dies with the session if the process does.
+    """
+    if connection.in_transaction():
+        connection.rollback()
+    if connection.dialect.name == "sqlite":
+        with sqlite_write_lock(connection, db, lock_timeout):
+            result = migrate(directory, db, connection, destination, keep_transaction=True)
+            connection.commit()
+            return result
+    lock = _locking.lock_for(connection, transactional=False)
+    with _locking.holding(lock, connection, lock_timeout, db.where):
+        try:
             return migrate(directory, db, connection, destination, keep_transaction=False)
-        # The lock lives on its own autocommit connection, so that it is never inside a
-        # transaction that a failed revision rolls back, and ends with that session.
-        with connect(db) as lock_session:
-            lock_connection = lock_session.execution_options(isolation_level="AUTOCOMMIT")
-            with _locking.holding(lock, lock_connection, lock_timeout, db.where):
-                return migrate(directory, db, connection, destination, keep_transaction=False)
+        except BaseException:
+            if connection.in_transaction():
+                connection.rollback()  # so that releasing the lock can run
+            raise
 
 
 def migrate_on_callers_connection(
@@ -255,10 +263,12 @@ def sqlite_write_lock(
     if not callers and connection.in_transaction():
         connection.rollback()
     saved_level = raw.isolation_level
-    busy_ms = int(connection.exec_driver_sql("PRAGMA busy_timeout").scalar() or 0)
+    # Our own engines already wait lock_timeout for the write lock; a caller's gets it for now.
+    busy_ms = None if db.owned else int(connection.exec_driver_sql("PRAGMA busy_timeout").scalar() or 0)
     raw.isolation_level = None  # no driver transaction is open here, so this commits nothing
     try:
-        connection.exec_driver_sql(f"PRAGMA busy_timeout = {int(lock_timeout * 1000)}")
+        if busy_ms is not None:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout = {int(lock_timeout * 1000)}")
         try:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         except OperationalError as exc:
@@ -273,9 +283,10 @@ def sqlite_write_lock(
     finally:
         if not callers and connection.in_transaction():
             connection.rollback()
-        connection.exec_driver_sql(f"PRAGMA busy_timeout = {busy_ms}")
-        if not callers:
-            connection.rollback()
+        if busy_ms is not None:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout = {busy_ms}")
+            if not callers:
+                connection.rollback()
         raw.isolation_level = saved_level
 
 
