@@ -104,21 +104,26 @@ def connect(db: Database) -> Iterator[Connection]:
 def stored_revision(connection: Connection, db: Database, *, keep_transaction: bool) -> str | None:
     """The revision recorded in the version table; ``None`` when it is missing or empty.
 
-    With ``keep_transaction`` the table's existence is checked first, so that no failing
-    statement aborts a transaction that must survive (the caller's, or SQLite's write lock).
+    The table is read straight away: a missing table costs one failed SELECT, not an extra
+    existence query on every call. PostgreSQL aborts a transaction on any failed statement, so
+    in a transaction that must survive (the caller's) its existence is checked first.
     """
-    if keep_transaction and not inspect(connection).has_table(VERSION_TABLE):
+    postgresql = connection.dialect.name == "postgresql"
+    if keep_transaction and postgresql and not inspect(connection).has_table(VERSION_TABLE):
         return None
     try:
         rows = connection.exec_driver_sql(_SELECT_VERSION).fetchall()
     except DBAPIError as exc:
-        if keep_transaction:
-            raise
-        connection.rollback()
-        if inspect(connection).has_table(VERSION_TABLE):
+        missing = _missing_table(exc)
+        if missing is None and not keep_transaction:  # a driver we cannot read errors of: ask
+            connection.rollback()
+            missing = not inspect(connection).has_table(VERSION_TABLE)
+        if not missing:
             raise MigrationFailedError(
-                f"Could not read {VERSION_TABLE} on {db.where}: {db.scrub(str(exc.orig))}", None
+                f"Could not read {VERSION_TABLE} on {db.where}: {sentence(db.scrub(str(exc.orig)))}", None
             ) from None
+        if not keep_transaction and connection.in_transaction():
+            connection.rollback()
         return None
     if len(rows) > 1:
         found = ", ".join(sorted(str(r[0]) for r in rows))
@@ -127,6 +132,25 @@ def stored_revision(connection: Connection, db: Database, *, keep_transaction: b
             "exactly one. Delete the rows that are not the database's real revision."
         )
     return str(rows[0][0]) if rows else None
+
+
+_MYSQL_NO_SUCH_TABLE = 1146
+# SQLSTATE for "no such table": PostgreSQL's undefined_table, and MySQL's (and ODBC's) 42S02.
+_NO_SUCH_TABLE_STATES = {"42P01", "42S02"}
+
+
+def _missing_table(exc: DBAPIError) -> bool | None:
+    """Tell whether ``exc`` says the table does not exist; ``None`` when the driver is unknown."""
+    orig = exc.orig
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if isinstance(code, str):
+        return code in _NO_SUCH_TABLE_STATES
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int):
+        return args[0] == _MYSQL_NO_SUCH_TABLE
+    if "no such table" in str(orig):
+        return True
+    return None
 
 
 def pending(history: History, current: str | None, db: Database) -> tuple[Revision, ...]:
