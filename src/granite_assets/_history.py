@@ -35,7 +35,14 @@ _MANIFEST_NOTE = (
 
 @dataclass(frozen=True)
 class Revision:
-    """One revision of the history."""
+    """One revision of the history.
+
+    Attributes:
+        revision: The revision id, such as ``"0001"``.
+        down_revision: The id of the revision it builds on; ``None`` for the first.
+        message: The revision's message: the first paragraph of its file's docstring.
+        file: The name of its file in ``versions/``.
+    """
 
     revision: str
     down_revision: str | None

@@ -28,7 +28,8 @@ from granite_assets._errors import (
     MissingDependencyError,
     UnknownRevisionError,
 )
-from granite_assets._history import VERSION_TABLE, Revision, bundled_directory, load_history
+from granite_assets._history import VERSION_TABLE as _VERSION_TABLE
+from granite_assets._history import Revision, bundled_directory, load_history
 
 if TYPE_CHECKING:
     from sqlalchemy import URL, Connection, Engine
@@ -64,6 +65,9 @@ __all__ = [
 #: Seconds to wait, by default, for another process's migration to finish.
 DEFAULT_LOCK_TIMEOUT: Final = 300.0
 
+#: The table where granite-assets records the revision a database is at.
+VERSION_TABLE: Final = _VERSION_TABLE
+
 
 @contextmanager
 def _db_extra() -> Iterator[None]:
@@ -96,7 +100,8 @@ def upgrade_to_head(
             its transaction (one is begun if none is open) and nothing is committed: commit
             to keep the changes. On PostgreSQL the migration lock is then held until that
             transaction ends; on SQLite the connection takes the write lock (``BEGIN IMMEDIATE``)
-            unless a transaction is already open on it.
+            unless a transaction is already open on it. On MariaDB and MySQL every DDL statement
+            commits implicitly, and with it whatever the transaction held before.
         lock_timeout: Seconds to wait for a migration running in another process.
 
     Returns:
@@ -125,7 +130,7 @@ async def upgrade_to_head_async(
     """Do what :func:`upgrade_to_head` does, for hosts on async drivers.
 
     Safe to await inside a running event loop, such as a FastAPI lifespan: it drives the
-    migration through SQLAlchemy's ``run_sync`` bridge and never calls :func:`asyncio.run`.
+    migration through SQLAlchemy's ``run_sync`` bridge and never calls ``asyncio.run()``.
 
     Args:
         target: An :class:`~sqlalchemy.ext.asyncio.AsyncEngine` (used, never disposed), an
