@@ -38,3 +38,8 @@ migrate: $(VENV)/.installed ## Upgrade DATABASE_URL (default: ./granite_assets.d
 .PHONY: test
 test: $(VENV)/.installed ## Run the whole test suite (servers it cannot reach are skipped, or fail under CI)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: docs
+docs: $(VENV)/.installed ## Build the HTML docs into docs/_build/html and run their examples (warnings fail)
+	$(VENV)/bin/sphinx-build -W --keep-going -n -b html docs docs/_build/html
+	$(VENV)/bin/sphinx-build -W --keep-going -n -b doctest docs docs/_build/doctest

@@ -1,0 +1,46 @@
+"""Bring the application's database up to date: granite-assets' tables first, then ours.
+
+Usage: DATABASE_URL=postgresql+psycopg://app@db.internal/app python scripts/migrate.py
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+from granite_assets.migrations import MigrationError, upgrade_to_head
+
+# The application's own Alembic configuration, found from this file, not the current directory.
+ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
+
+
+def migrate(url: str, alembic_ini: Path = ALEMBIC_INI) -> None:
+    """Upgrade granite-assets' tables, then the application's, on the database at ``url``."""
+    # granite-assets first: the application's revisions may refer to its tables.
+    print(f"granite-assets is at revision {upgrade_to_head(url)}")
+    config = Config(str(alembic_ini))
+    # The ini parser reads "%" as interpolation, and a password may contain one.
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    command.upgrade(config, "head")
+
+
+def main() -> int:
+    """Run the migrations; return the exit code."""
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        print("Set DATABASE_URL to the database to migrate.", file=sys.stderr)
+        return 2
+    try:
+        migrate(url)
+    except MigrationError as exc:
+        print(f"granite-assets could not migrate the database: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
