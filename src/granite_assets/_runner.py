@@ -210,10 +210,26 @@ def upgrade(directory: Path, target: Target, lock_timeout: float) -> str | None:
 def upgrade_database(directory: Path, db: Database, history: History, lock_timeout: float) -> str | None:
     """Upgrade a database reached through an engine: the no-op path first, the lock only if needed."""
     with connect(db) as connection:
+        use_autocommit(connection, on=True)
         current = stored_revision(connection, db, keep_transaction=False)
         if not pending(history, current, db):
             return current
         return migrate_locked(directory, db, connection, lock_timeout, "head")
+
+
+def use_autocommit(connection: Connection, *, on: bool) -> None:
+    """On PostgreSQL, run our own reads and lock calls outside transactions, or stop doing so.
+
+    There every transaction costs a BEGIN and a ROLLBACK round trip of its own, which would
+    double the cost of the no-op path; the setting is only a flag on the driver's connection,
+    and the pool restores the connection's level when it is returned. Alembic always runs with
+    the normal level, so each revision keeps its own transaction.
+    """
+    if connection.dialect.name != "postgresql":
+        return
+    if connection.in_transaction():
+        connection.rollback()
+    connection.execution_options(isolation_level="AUTOCOMMIT" if on else connection.default_isolation_level)
 
 
 def downgrade(directory: Path, target: Target, revision: str, lock_timeout: float) -> str | None:
@@ -246,6 +262,7 @@ def migrate_locked(
             result = migrate(directory, db, connection, destination, keep_transaction=True)
             connection.commit()
             return result
+    use_autocommit(connection, on=True)
     lock = _locking.lock_for(connection, transactional=False)
     with _locking.holding(lock, connection, lock_timeout, db.where):
         try:
@@ -300,8 +317,9 @@ def sqlite_write_lock(
                 raise
             raise MigrationLockTimeoutError(
                 f"Another process has held the write lock of the SQLite database {db.where} "
-                f"for more than {lock_timeout:g} seconds. Wait for it to finish, or raise "
-                "lock_timeout; if that process is gone, its lock went with it."
+                f"for more than {lock_timeout:g} seconds (find it with: fuser -v {db.url.database}). "
+                "Wait for it to finish, or raise lock_timeout; if that process is gone, its lock "
+                "went with it."
             ) from None
         yield
     finally:
@@ -341,8 +359,14 @@ def migrate(
         run(config, destination)
     except Exception as exc:
         done = len(config.attributes.get("granite_assets_steps", []))
-        failed = todo[done] if done < len(todo) else None
-        raise revision_failed(db, failed, exc) from exc
+        failed = todo[done] if done < len(todo) and not _in_bookkeeping(exc) else None
+        if done == 0:
+            reached = current
+        else:
+            reached = todo[done - 1].revision if destination == "head" else todo[done - 1].down_revision
+        verb = "upgrade" if destination == "head" else "downgrade"
+        aftermath = _aftermath(db, connection, verb, before=current, reached=reached, failed=failed)
+        raise revision_failed(db, failed, exc, aftermath) from exc
     if not keep_transaction and connection.in_transaction():
         connection.commit()
     return target_revision
@@ -372,14 +396,49 @@ def alembic_config(directory: Path, connection: Connection | None = None, **attr
     return config
 
 
-def revision_failed(db: Database, failed: Revision | None, exc: Exception) -> MigrationFailedError:
+def _in_bookkeeping(exc: Exception) -> bool:
+    """Tell whether ``exc`` came from a statement on the version table, not from a revision."""
+    return isinstance(exc, DBAPIError) and VERSION_TABLE in str(exc.statement or "")
+
+
+def _aftermath(
+    db: Database,
+    connection: Connection,
+    verb: str,
+    *,
+    before: str | None,
+    reached: str | None,
+    failed: Revision | None,
+) -> str:
+    """Say what a failed call left behind: that depends on how the backend treats DDL."""
+    backend = connection.dialect.name
+    if db.connection is not None and backend not in {"mysql", "mariadb"}:
+        return f"Nothing was committed: roll back your transaction, fix the cause and run the {verb} again."
+    if backend == "sqlite":
+        return (
+            f"The whole {verb} was rolled back (SQLite migrates in one transaction): the database is "
+            f"still at revision {before or 'none'}. Fix the cause and run the {verb} again."
+        )
+    where = f"The database is at revision {reached or 'none'}, the last one that completed"
+    if backend == "postgresql":
+        return f"{where}; the failed revision was rolled back. Fix the cause and run the {verb} again."
+    what = f"revision {failed.revision}" if failed else "the failed step"
+    dbms = "MySQL and MariaDB" if backend in {"mysql", "mariadb"} else backend
+    return (
+        f"{where}. {dbms} cannot roll back DDL: whatever {what} changed before it failed is still "
+        f"there; undo it by hand before you run the {verb} again."
+    )
+
+
+def revision_failed(
+    db: Database, failed: Revision | None, exc: Exception, aftermath: str
+) -> MigrationFailedError:
     """The error for a statement that failed while migrating ``db``."""
     reason = sentence(db.scrub(str(exc.orig if isinstance(exc, DBAPIError) else exc)))
     what = f"revision {failed.revision} ({failed.message})" if failed else "the version-table bookkeeping"
     hint = " Check that the database user may create and alter tables." if _is_permission(reason) else ""
     return MigrationFailedError(
-        f"granite-assets {what} failed on {db.where}: {reason}{hint} "
-        "Nothing after the last completed revision was recorded; fix the cause and upgrade again.",
+        f"granite-assets {what} failed on {db.where}: {reason}{hint} {aftermath}",
         revision=failed.revision if failed else None,
     )
 
