@@ -352,8 +352,10 @@ def migrate(
             return current
         run = _alembic_command("downgrade")
         target_revision = None if destination == "base" else destination
-    if not keep_transaction and connection.in_transaction():
-        connection.rollback()  # hand Alembic a connection with no transaction open
+    if not keep_transaction:
+        if connection.in_transaction():
+            connection.rollback()  # hand Alembic a connection with no transaction open
+        use_autocommit(connection, on=False)  # each revision in a transaction of its own
     config = alembic_config(directory, connection)
     try:
         run(config, destination)
@@ -367,8 +369,10 @@ def migrate(
         verb = "upgrade" if destination == "head" else "downgrade"
         aftermath = _aftermath(db, connection, verb, before=current, reached=reached, failed=failed)
         raise revision_failed(db, failed, exc, aftermath) from exc
-    if not keep_transaction and connection.in_transaction():
-        connection.commit()
+    if not keep_transaction:
+        if connection.in_transaction():
+            connection.commit()
+        use_autocommit(connection, on=True)
     return target_revision
 
 
