@@ -35,7 +35,9 @@ async def upgrade_async(
 ) -> str | None:
     """Upgrade through an async engine or connection, or an async (or sync) URL."""
     if isinstance(target, AsyncConnection):
-        return await target.run_sync(lambda c: _runner.upgrade(directory, c, lock_timeout))
+        return await target.run_sync(
+            lambda c: _locking.with_sleep(_cooperative_sleep, _runner.upgrade, directory, c, lock_timeout)
+        )
     if isinstance(target, AsyncEngine):
         return await _upgrade_engine(directory, target, target.url, lock_timeout, owned=False)
     url = parse_url(target)

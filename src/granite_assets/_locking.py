@@ -1,7 +1,8 @@
 """The migration lock, held by the database itself so that it dies with the holder's session.
 
-- PostgreSQL: a session advisory lock, polled with ``pg_try_advisory_lock`` on a dedicated
-  connection (a transaction-level one, ``pg_try_advisory_xact_lock``, on a caller's connection).
+- PostgreSQL: a session advisory lock, polled with ``pg_try_advisory_lock`` on the connection
+  granite-assets opens to migrate (a transaction-level one, ``pg_try_advisory_xact_lock``, on a
+  caller's connection). Being session-level, it outlives the per-revision commits.
 - MySQL and MariaDB: ``GET_LOCK`` with its result checked, then ``RELEASE_LOCK``.
 - SQLite: the file's write lock, taken by ``BEGIN IMMEDIATE`` on the migrating connection
   (see :mod:`granite_assets._runner`); nothing is needed here.
