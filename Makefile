@@ -39,6 +39,44 @@ migrate: $(VENV)/.installed ## Upgrade DATABASE_URL (default: ./granite_assets.d
 test: $(VENV)/.installed ## Run the whole test suite (servers it cannot reach are skipped, or fail under CI)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+.PHONY: lint
+lint: $(VENV)/.installed ## Check style: ruff lint and ruff format --check (changes nothing)
+	$(VENV)/bin/ruff check
+	$(VENV)/bin/ruff format --check
+
+.PHONY: format
+format: $(VENV)/.installed ## Format the code and apply ruff's safe fixes
+	$(VENV)/bin/ruff format
+	$(VENV)/bin/ruff check --fix
+
+.PHONY: typecheck
+typecheck: $(VENV)/.installed ## Run mypy (strict) over src (revision files included), scripts, tests, benchmarks
+	$(VENV)/bin/mypy
+
+.PHONY: migrate-create
+migrate-create: $(VENV)/.installed ## Autogenerate a revision from models.py: MSG="add asset table" [EMPTY=1]
+	$(PY) scripts/migrate_create.py --message "$${MSG-}" $(if $(EMPTY),--empty)
+
+.PHONY: migrate-manifest
+migrate-manifest: $(VENV)/.installed ## Regenerate alembic/revisions.json from the revision files
+	$(PY) scripts/write_manifest.py
+
+.PHONY: migrate-check
+migrate-check: $(VENV)/.installed ## Fail when models, revisions and revisions.json disagree, or on several heads
+	$(PY) scripts/migrate_check.py
+
+.PHONY: check-wheel
+check-wheel: $(VENV)/.installed ## Build sdist and wheel, check the wheel's files, install it and migrate SQLite
+	$(PY) scripts/check_wheel.py
+
+.PHONY: test-matrix
+test-matrix: $(VENV)/.installed ## Run the suite on Python 3.11, 3.12 and 3.13 (.venv-py3.X; PYTEST_ARGS passed on)
+	$(PY) scripts/run_matrix.py --python 3.11 --python 3.12 --python 3.13 -- $(PYTEST_ARGS)
+
+.PHONY: test-lowest
+test-lowest: $(VENV)/.installed ## Run the suite with the lowest declared alembic and SQLAlchemy (.venv-lowest)
+	$(PY) scripts/run_matrix.py --lowest -- $(PYTEST_ARGS)
+
 .PHONY: docs
 docs: $(VENV)/.installed ## Build the HTML docs into docs/_build/html and run their examples (warnings fail)
 	$(VENV)/bin/sphinx-build -W --keep-going -n -b html docs docs/_build/html

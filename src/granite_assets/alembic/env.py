@@ -60,6 +60,8 @@ def process_revision_directives(
     directives: list[MigrationScript],
 ) -> None:
     """Number new revisions in sequence, and drop empty ones when asked to."""
+    if not directives:  # another hook (the caller's) already dropped the revision
+        return
     script = directives[0]
     upgrade_ops = getattr(script, "upgrade_ops", None)
     if (
@@ -92,7 +94,8 @@ def record_step(ctx: MigrationContext, step: MigrationInfo, heads: Iterable[str]
 def after_revision_written(path: str, options: Mapping[str, str]) -> None:
     """Format a new revision file with ruff, then regenerate ``revisions.json``."""
     if find_spec("ruff") is not None:
-        for args in (["format", "--quiet"], ["check", "--fix", "--quiet"]):
+        # Format, fix (unused imports), and format what the fixes left.
+        for args in (["format", "--quiet"], ["check", "--fix", "--quiet"], ["format", "--quiet"]):
             subprocess.run([sys.executable, "-m", "ruff", *args, path], check=False)
     else:
         logger.warning("ruff is not installed: %s was not formatted", path)
