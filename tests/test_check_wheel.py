@@ -1,0 +1,102 @@
+"""The file-list logic of scripts/check_wheel.py (``make check-wheel``), without building anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from check_wheel import check_wheel_files, environment_files, is_stray
+
+ENV = "granite_assets/alembic/"
+SOURCE = ["alembic.ini", "env.py", "revisions.json", "script.py.mako", "versions/0001_baseline.py"]
+GOOD_WHEEL = [
+    "granite_assets/__init__.py",
+    "granite_assets/py.typed",
+    *(ENV + name for name in SOURCE),
+    "granite_assets-0.1.0.dist-info/METADATA",
+    "granite_assets-0.1.0.dist-info/RECORD",
+]
+
+
+def test_complete_wheel_passes() -> None:
+    """A wheel holding every environment file and nothing else is accepted."""
+    report = check_wheel_files(SOURCE, GOOD_WHEEL)
+
+    assert report.ok
+    assert report.missing == []
+    assert report.stray == []
+
+
+def test_missing_revision_file_is_named() -> None:
+    """A revision file the source tree has but the wheel lacks is reported by its wheel path."""
+    source = [*SOURCE, "versions/0002_add_assets.py"]
+
+    report = check_wheel_files(source, GOOD_WHEEL)
+
+    assert not report.ok
+    assert report.missing == [ENV + "versions/0002_add_assets.py"]
+
+
+@pytest.mark.parametrize("required", ["alembic.ini", "env.py", "script.py.mako", "revisions.json"])
+def test_required_file_is_missing_even_when_the_tree_lacks_it(required: str) -> None:
+    """The environment's fixed files are required even if the source tree lost them too."""
+    source = [name for name in SOURCE if name != required]
+    wheel = [name for name in GOOD_WHEEL if name != ENV + required]
+
+    assert check_wheel_files(source, wheel).missing == [ENV + required]
+
+
+def test_wheel_without_any_revision_is_reported() -> None:
+    """An environment with no versions/*.py at all cannot pass."""
+    source = [name for name in SOURCE if not name.startswith("versions/")]
+    wheel = [name for name in GOOD_WHEEL if "/versions/" not in name]
+
+    assert check_wheel_files(source, wheel).missing == [ENV + "versions/*.py (no revision at all)"]
+
+
+@pytest.mark.parametrize(
+    "stray",
+    [
+        ENV + "versions/__pycache__/0001_baseline.cpython-311.pyc",
+        "granite_assets/__pycache__/models.cpython-311.pyc",
+        "granite_assets/_runner.pyc",
+        ENV + "scratch.db",
+        ENV + "versions/granite_assets.sqlite3",
+        "granite_assets/tests/test_models.py",
+        "granite_assets/conftest.py",
+        "tests/conftest.py",
+        "conftest.py",
+        "scripts/check_wheel.py",
+        ENV + "versions/.0002_add_assets.py.swp",
+        ENV + "notes.txt",
+    ],
+)
+def test_stray_file_is_named(stray: str) -> None:
+    """Caches, compiled files, databases, tests, foreign files and unknown ones are named as stray."""
+    report = check_wheel_files(SOURCE, [*GOOD_WHEEL, stray])
+
+    assert report.stray == [stray]
+    assert report.missing == []
+
+
+def test_directory_entries_are_ignored() -> None:
+    """Zip directory entries are not files and are neither missing nor stray."""
+    assert check_wheel_files(SOURCE, [*GOOD_WHEEL, ENV, ENV + "versions/"]).ok
+
+
+def test_environment_files_skip_build_leftovers(tmp_path: Path) -> None:
+    """The source tree's caches and scratch databases are not expected in the wheel."""
+    for name in [*SOURCE, "versions/__pycache__/0001_baseline.cpython-311.pyc", "scratch.db"]:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x", encoding="utf-8")
+
+    assert environment_files(tmp_path) == sorted(SOURCE)
+
+
+def test_is_stray_looks_at_every_path_part() -> None:
+    """A file is stray when any folder above it is (a tests package, a cache)."""
+    assert is_stray("granite_assets/tests/data/fixture.json")
+    assert is_stray("granite_assets/alembic/__pycache__/env.cpython-311.pyc")
+    assert not is_stray("granite_assets/alembic/versions/0001_baseline.py")
+    assert not is_stray("granite_assets/_history.py")
