@@ -425,12 +425,13 @@ def _aftermath(
         )
     where = f"The database is at revision {reached or 'none'}, the last one that completed"
     if backend == "postgresql":
-        return f"{where}; the failed revision was rolled back. Fix the cause and run the {verb} again."
-    what = f"revision {failed.revision}" if failed else "the failed step"
+        return f"{where}; the failed step was rolled back. Fix the cause and run the {verb} again."
+    if failed is None:  # a version-table statement: it either happened or did not
+        return f"{where}. Fix the cause and run the {verb} again."
     dbms = "MySQL and MariaDB" if backend in {"mysql", "mariadb"} else backend
     return (
-        f"{where}. {dbms} cannot roll back DDL: whatever {what} changed before it failed is still "
-        f"there; undo it by hand before you run the {verb} again."
+        f"{where}. {dbms} cannot roll back DDL: whatever revision {failed.revision} changed before it "
+        f"failed is still there; undo it by hand before you run the {verb} again."
     )
 
 
@@ -455,7 +456,8 @@ def sentence(text: str) -> str:
 
 def _is_permission(reason: str) -> bool:
     lowered = reason.lower()
-    return "permission denied" in lowered or "command denied" in lowered or "access denied" in lowered
+    denials = ("permission denied", "command denied", "access denied", "readonly database")
+    return any(denial in lowered for denial in denials)
 
 
 def offline_sql(directory: Path, url_or_dialect: str | URL, revision_range: str, *, downgrade: bool) -> str:

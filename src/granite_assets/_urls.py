@@ -31,6 +31,7 @@ _DRIVER_PACKAGES: dict[str, tuple[str, str]] = {
     "psycopg": ("psycopg", "psycopg[binary]"),
     "psycopg2": ("psycopg2", "psycopg2-binary"),
     "pymysql": ("pymysql", "pymysql"),
+    "pysqlcipher": ("sqlcipher3", "sqlcipher3"),
     "mysqldb": ("MySQLdb", "mysqlclient"),
     "pyodbc": ("pyodbc", "pyodbc"),
     "asyncpg": ("asyncpg", "asyncpg"),
@@ -155,6 +156,10 @@ def create_owned_engine(url: URL, lock_timeout: float) -> Engine:
         return create_engine(url, **engine_options(url, lock_timeout))
     except ImportError as exc:
         raise missing_driver(url, exc) from None
+    except ArgumentError as exc:  # the dialect refuses the URL: a SQLite URL with a host, say
+        raise InvalidURLError(
+            f"The database URL {display_url(url)} cannot be used: {' '.join(scrub(str(exc), url).split())}"
+        ) from None
 
 
 def missing_driver(url: URL, exc: ImportError) -> MissingDependencyError:
