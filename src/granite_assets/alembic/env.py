@@ -167,6 +167,8 @@ def run_migrations_online() -> None:
         run_on(given)
         return
     url = named_url()
+    if url is None and config.cmd_opts is not None:  # say so, or `alembic current` would mislead
+        logger.info("No database named (-x url=...): using a scratch SQLite database brought to head.")
     with tempfile.TemporaryDirectory(prefix="granite-assets-scratch-") as scratch:
         engine = create_engine(url or f"sqlite:///{Path(scratch) / 'scratch.db'}", poolclass=pool.NullPool)
         try:
