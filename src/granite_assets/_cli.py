@@ -77,8 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return EXIT_BEHIND
     except DatabaseAheadError as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_AHEAD if args.command == "check" else EXIT_MIGRATION_ERROR
+        if args.command == "check":  # a verdict, not a failure of the command
+            print(exc, file=sys.stderr)
+            return EXIT_AHEAD
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_MIGRATION_ERROR
     except MigrationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_MIGRATION_ERROR

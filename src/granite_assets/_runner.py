@@ -31,6 +31,7 @@ from granite_assets._history import VERSION_TABLE, History, Revision, load_histo
 from granite_assets._urls import (
     create_owned_engine,
     display_url,
+    is_async,
     missing_driver,
     parse_url,
     require_sync,
@@ -236,10 +237,7 @@ def downgrade(directory: Path, target: Target, revision: str, lock_timeout: floa
     """Step the database down to ``revision`` (or ``"base"``) under the migration lock."""
     history = load_history(directory)
     if revision != "base" and not history.knows(revision):
-        raise UnknownRevisionError(
-            f"Revision {revision!r} is not one granite-assets ships; "
-            f"choose one of: base, {', '.join(r.revision for r in history.revisions)}."
-        )
+        raise unknown_revision(history, revision)
     with resolve(target, lock_timeout) as db:
         if db.connection is not None:
             return migrate_on_callers_connection(directory, db, db.connection, lock_timeout, revision)
@@ -469,9 +467,22 @@ def offline_sql(directory: Path, url_or_dialect: str | URL, revision_range: str,
         if isinstance(url_or_dialect, URL) or "://" in url_or_dialect
         else f"{url_or_dialect}://"
     )
+    is_async(url)  # refuses an unknown dialect
+    history = load_history(directory)
+    for revision in revision_range.split(":"):
+        if revision not in {"base", "head"} and not history.knows(revision):
+            raise unknown_revision(history, revision)
     dialect_only = URL.create(url.drivername)  # no credentials can reach the script
     buffer = io.StringIO()
     config = alembic_config(directory, granite_assets_offline_url=dialect_only.render_as_string())
     config.output_buffer = buffer
     _alembic_command("downgrade" if downgrade else "upgrade")(config, revision_range, sql=True)
     return buffer.getvalue()
+
+
+def unknown_revision(history: History, revision: str) -> UnknownRevisionError:
+    """The error for a revision the caller named that this release does not ship."""
+    return UnknownRevisionError(
+        f"Revision {revision!r} is not one granite-assets ships; "
+        f"choose one of: base, {', '.join(r.revision for r in history.revisions)}."
+    )

@@ -80,7 +80,7 @@ def process_revision_directives(
 
 def record_step(ctx: MigrationContext, step: MigrationInfo, heads: Iterable[str], run_args: Any) -> None:
     """Log each applied or reverted revision to the ``granite_assets`` logger."""
-    if step.is_stamp:
+    if step.is_stamp or ctx.as_sql:  # offline SQL applies nothing, and its output must stay SQL
         return
     script = step.up_revision
     doc = str(getattr(script, "doc", "") or "").strip()
