@@ -119,6 +119,10 @@ def downgrade() -> None:
 
 def copy_project(target: Path) -> Path:
     """Copy the files a clone of the project has (plus new, unignored ones) into ``target``."""
+    if not (ROOT / ".git").exists():  # an unpacked sdist: it holds only project files already
+        junk = shutil.ignore_patterns(".venv*", ".tools", "__pycache__", "*.db", ".*_cache", "dist")
+        shutil.copytree(ROOT, target, ignore=junk)
+        return target
     listing = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
         cwd=ROOT,
