@@ -45,9 +45,9 @@ lint: $(VENV)/.installed ## Check style: ruff lint and ruff format --check (chan
 	$(VENV)/bin/ruff format --check
 
 .PHONY: format
-format: $(VENV)/.installed ## Format the code and apply ruff's safe fixes
-	$(VENV)/bin/ruff format
+format: $(VENV)/.installed ## Apply ruff's safe fixes, then format the code
 	$(VENV)/bin/ruff check --fix
+	$(VENV)/bin/ruff format
 
 .PHONY: typecheck
 typecheck: $(VENV)/.installed ## Run mypy (strict) over src (revision files included), scripts, tests, benchmarks
