@@ -81,3 +81,7 @@ test-lowest: $(VENV)/.installed ## Run the suite with the lowest declared alembi
 docs: $(VENV)/.installed ## Build the HTML docs into docs/_build/html and run their examples (warnings fail)
 	$(VENV)/bin/sphinx-build -W --keep-going -n -b html docs docs/_build/html
 	$(VENV)/bin/sphinx-build -W --keep-going -n -b doctest docs docs/_build/doctest
+
+.PHONY: bench
+bench: $(VENV)/.installed ## Measure the no-op path, full upgrades, imports and the CLI (prints ratios; BENCH_ARGS=--quick)
+	$(PY) benchmarks/bench.py $(BENCH_ARGS)
