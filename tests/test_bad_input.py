@@ -1,0 +1,203 @@
+"""Bad input: each case raises a clear, documented exception, changes nothing, and leaks no password."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import traceback
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+import pytest
+from conftest import BACKENDS, Backend, Database
+from sqlalchemy import URL
+from support import login, new_password, snapshot, url_with_password
+
+from granite_assets import _urls, migrations
+from granite_assets.migrations import (
+    VERSION_TABLE,
+    AsyncDriverURLError,
+    DatabaseAheadError,
+    DatabaseConnectionError,
+    InvalidURLError,
+    InvalidVersionTableError,
+    MigrationError,
+    MigrationFailedError,
+    MissingDependencyError,
+)
+
+SERVERS = ("postgresql", "mysql")
+ALL = ("sqlite", "postgresql", "mysql")
+# Drivers SQLAlchemy knows whose module is not installed here.
+MISSING_DRIVERS = {"sqlite": "pysqlcipher", "postgresql": "pg8000", "mysql": "mysqldb"}
+ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg", "mysql": "aiomysql"}
+HOST_TABLE = "host_orders"
+
+# Builds the URL handed to upgrade_to_head from the test database and the password to hide;
+# may enter contexts (a login created for the test) on the stack.
+Target = Callable[[Database, str, ExitStack], "str | URL"]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One kind of bad input."""
+
+    name: str
+    backends: tuple[str, ...]
+    error: type[MigrationError]
+    says: str  # part of the message the user reads
+    target: Target
+    prepare: tuple[str, ...] = ()  # statements that put the database in the bad state
+
+
+def fake_password(database: Database, password: str, _stack: ExitStack) -> URL:
+    """The test database's URL with ``password``, for cases refused before any login."""
+    return database.url.set(username=database.url.username or "someone", password=password)
+
+
+def real_login(database: Database, password: str, stack: ExitStack) -> str:
+    """A URL that logs in to the test database with ``password`` (a plain URL on SQLite)."""
+    return stack.enter_context(url_with_password(database, password))
+
+
+def malformed(database: Database, password: str, _stack: ExitStack) -> str:
+    return f"{database.url.drivername}://someone:{password}@127.0.0.1:notaport/{database.url.database}"
+
+
+def unknown_dialect(database: Database, password: str, _stack: ExitStack) -> str:
+    return f"nosuchdatabase://someone:{password}@127.0.0.1/{database.url.database}"
+
+
+def sqlite_with_host(database: Database, password: str, _stack: ExitStack) -> str:
+    return f"sqlite+pysqlite://someone:{password}@somehost/{database.url.database}"
+
+
+def missing_driver(database: Database, password: str, stack: ExitStack) -> URL:
+    driver = MISSING_DRIVERS[database.backend.name]
+    return fake_password(database, password, stack).set(drivername=f"{database.backend.name}+{driver}")
+
+
+def unreachable(database: Database, password: str, stack: ExitStack) -> URL:
+    if database.backend.name == "sqlite":
+        return database.url.set(database=f"{database.url.database}.missing/folder/app.db")
+    with socket.socket() as probe:  # a port nothing listens on: bound, then closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return fake_password(database, password, stack).set(host="127.0.0.1", port=port)
+
+
+def silent_server(database: Database, password: str, stack: ExitStack) -> URL:
+    """A server that accepts the TCP connection and never answers: the connect wait must end."""
+    patch = stack.enter_context(pytest.MonkeyPatch.context())
+    patch.setattr(_urls, "CONNECT_TIMEOUT", 2)
+    listener = stack.enter_context(socket.socket())
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)  # the kernel completes the handshake; nothing ever reads or answers
+    port = listener.getsockname()[1]
+    return fake_password(database, password, stack).set(host="127.0.0.1", port=port)
+
+
+def refused_login(database: Database, password: str, stack: ExitStack) -> URL:
+    return stack.enter_context(login(database, password, "refused"))
+
+
+def read_only(database: Database, password: str, stack: ExitStack) -> URL:
+    if database.backend.name == "sqlite":
+        return URL.create(
+            "sqlite+pysqlite", database=f"file:{database.url.database}", query={"mode": "ro", "uri": "true"}
+        )
+    return stack.enter_context(login(database, password, "read"))
+
+
+def async_driver(database: Database, password: str, stack: ExitStack) -> URL:
+    driver = ASYNC_DRIVERS[database.backend.name]
+    return fake_password(database, password, stack).set(drivername=f"{database.backend.name}+{driver}")
+
+
+def version_table(*rows: str) -> tuple[str, ...]:
+    """Statements that create granite-assets' version table holding ``rows``."""
+    return (
+        f"CREATE TABLE {VERSION_TABLE} (version_num VARCHAR(32) NOT NULL PRIMARY KEY)",
+        *(f"INSERT INTO {VERSION_TABLE} (version_num) VALUES ('{row}')" for row in rows),
+    )
+
+
+CASES = [
+    Case("malformed-url", ALL, InvalidURLError, "malformed", malformed),
+    Case("unknown-dialect", ALL, InvalidURLError, "Unknown database dialect", unknown_dialect),
+    Case("sqlite-url-with-a-host", ("sqlite",), InvalidURLError, "cannot be used", sqlite_with_host),
+    Case("missing-driver", ALL, MissingDependencyError, "is not installed", missing_driver),
+    Case("unreachable-server", ALL, DatabaseConnectionError, "Could not connect", unreachable),
+    # Not on MariaDB: PyMySQL's connect_timeout bounds only the TCP connect, then it waits for the
+    # server's greeting without limit (its read_timeout would also cut GET_LOCK's server-side wait).
+    Case("silent-server", ("postgresql",), DatabaseConnectionError, "Could not connect", silent_server),
+    Case("refused-login", SERVERS, DatabaseConnectionError, "Could not connect", refused_login),
+    Case(
+        "may-not-create-tables",
+        ALL,
+        MigrationFailedError,
+        "may create and alter tables",
+        read_only,
+    ),
+    Case(
+        "two-version-rows",
+        ALL,
+        InvalidVersionTableError,
+        "holds 2 rows (0001, 0002)",
+        real_login,
+        version_table("0001", "0002"),
+    ),
+    Case(
+        "unknown-revision",
+        ALL,
+        DatabaseAheadError,
+        "revision 9999, which this release does not ship",
+        real_login,
+        version_table("9999"),
+    ),
+    Case("async-url", ALL, AsyncDriverURLError, "Pass the sync URL", async_driver),
+]
+
+
+def case_params() -> list[object]:
+    """Each case on each backend it applies to, marked with the backend's marker."""
+    params: list[object] = []
+    for case in CASES:
+        for backend in BACKENDS:
+            if backend.name in case.backends:
+                marks = getattr(pytest.mark, backend.name)
+                params.append(pytest.param(backend, case, id=f"{case.name}-{backend.id}", marks=marks))
+    return params
+
+
+@pytest.mark.parametrize(("backend", "case"), case_params(), indirect=["backend"])
+def test_bad_input_is_refused_clearly(
+    backend: Backend, case: Case, database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each bad input raises its documented exception, leaves the database alone, and hides the password."""
+    assert database.backend == backend
+    for name in ("granite_assets", "alembic", "sqlalchemy"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    database.execute(f"CREATE TABLE {HOST_TABLE} (id INTEGER PRIMARY KEY)", *case.prepare)
+    before = snapshot(database)
+    password = new_password()
+    with ExitStack() as stack:
+        target = case.target(database, password, stack)
+        caplog.clear()  # only what the call logs: the test's own CREATE USER holds the password
+        with pytest.raises(case.error) as caught:
+            migrations.upgrade_to_head(target, lock_timeout=5)
+        after = snapshot(database)
+    error = caught.value
+    assert case.says in str(error)
+    assert after == before
+    assert password not in str(error)
+    assert password not in "".join(traceback.format_exception(error))
+    assert password not in repr(vars(error))
+    assert all(password not in record.getMessage() for record in caplog.records)
+    if isinstance(error, AsyncDriverURLError):
+        sync_driver = {"sqlite": "pysqlite", "postgresql": "psycopg", "mysql": "pymysql"}[backend.name]
+        assert error.sync_url.startswith(f"{backend.name}+{sync_driver}://")
+        assert error.sync_url in str(error)
+    if isinstance(error, MigrationFailedError):
+        assert error.revision is None  # the version table could not be created: no revision ran

@@ -1,0 +1,252 @@
+"""The ``granite-assets db`` command line, run as operators run it: a real process, a real database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import Database, add_revision
+from support import holding_lock, new_password, snapshot, url_with_password, version_rows
+
+from granite_assets import migrations
+from granite_assets._cli import (
+    EXIT_AHEAD,
+    EXIT_BEHIND,
+    EXIT_MIGRATION_ERROR,
+    EXIT_OK,
+    EXIT_USAGE,
+    URL_VARIABLE,
+)
+
+pytestmark = pytest.mark.slow
+
+CONSOLE_SCRIPT = Path(sys.executable).with_name("granite-assets")
+# Runs the command line on an environment of the test's own, in place of the bundled one.
+WITH_ENVIRONMENT = (
+    "import sys\n"
+    "from pathlib import Path\n"
+    "import granite_assets.migrations as migrations\n"
+    "directory = Path(sys.argv.pop(1))\n"
+    "migrations.bundled_directory = lambda: directory\n"
+    "from granite_assets._cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+BASELINE = migrations.revisions()[0]
+
+
+@dataclass(frozen=True)
+class Run:
+    """What one command printed and how it exited."""
+
+    code: int
+    out: list[str]
+    err: str
+
+
+def granite_assets(
+    cwd: Path,
+    *args: str,
+    secret: str | None = None,
+    env_url: str | None = None,
+    console_script: bool = False,
+    environment: Path | None = None,
+) -> Run:
+    """Run ``granite-assets ARGS`` in a new process; check that ``secret`` appears nowhere in its output."""
+    env = {k: v for k, v in os.environ.items() if k != URL_VARIABLE}
+    if env_url is not None:
+        env[URL_VARIABLE] = env_url
+    if console_script:
+        command = [str(CONSOLE_SCRIPT), *args]
+    elif environment is not None:
+        command = [sys.executable, "-c", WITH_ENVIRONMENT, str(environment), *args]
+    else:
+        command = [sys.executable, "-m", "granite_assets", *args]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=300, check=False)
+    if secret is not None:
+        assert secret not in done.stdout
+        assert secret not in done.stderr
+    return Run(done.returncode, done.stdout.splitlines(), done.stderr)
+
+
+def test_upgrade_current_check_and_downgrade(database: Database, tmp_path: Path) -> None:
+    """upgrade, current, check and downgrade work, print one line per revision, and never the password."""
+    password = new_password()
+    with url_with_password(database, password) as url:
+        run = granite_assets(tmp_path, "db", "check", "--url", url, secret=password)
+        assert run.code == EXIT_BEHIND
+        assert f"pending: {BASELINE.revision} ({BASELINE.message})" in run.err
+
+        run = granite_assets(tmp_path, "db", "current", "--url", url, secret=password)
+        assert (run.code, run.out) == (EXIT_OK, ["(none)"])
+
+        run = granite_assets(tmp_path, "db", "upgrade", "--url", url, secret=password)
+        assert run.code == EXIT_OK, run.err
+        assert run.out == [
+            f"Applied revision {BASELINE.revision} ({BASELINE.message})",
+            f"at {BASELINE.revision}",
+        ]
+
+        run = granite_assets(tmp_path, "db", "current", "--url", url, secret=password)
+        assert (run.code, run.out) == (EXIT_OK, [BASELINE.revision])
+
+        run = granite_assets(tmp_path, "db", "check", "--url", url, secret=password)
+        assert (run.code, run.out) == (EXIT_OK, [f"up to date at {BASELINE.revision}"])
+
+        run = granite_assets(tmp_path, "db", "downgrade", "base", "--url", url, secret=password)
+        assert run.code == EXIT_OK, run.err
+        assert run.out == [f"Reverted revision {BASELINE.revision} ({BASELINE.message})", "at base"]
+        assert version_rows(database) == []
+
+
+def test_one_line_per_revision_history_and_heads(
+    database: Database, environment_copy: Path, tmp_path: Path
+) -> None:
+    """With three revisions, upgrade and downgrade print a line for each; history and heads list them."""
+    for revision, parent in (("0002", "0001"), ("0003", "0002")):
+        table = f"granite_assets_cli{revision}"
+        add_revision(
+            environment_copy,
+            revision,
+            parent,
+            f'op.create_table("{table}", sa.Column("id", sa.Integer, primary_key=True))',
+            f'op.drop_table("{table}")',
+            message=f"table {revision}",
+        )
+    url = database.url_string
+    run = granite_assets(tmp_path, "db", "upgrade", "--url", url, environment=environment_copy)
+    assert run.code == EXIT_OK, run.err
+    assert run.out == [
+        f"Applied revision 0001 ({BASELINE.message})",
+        "Applied revision 0002 (table 0002)",
+        "Applied revision 0003 (table 0003)",
+        "at 0003",
+    ]
+    run = granite_assets(tmp_path, "db", "downgrade", "0001", "--url", url, environment=environment_copy)
+    assert run.code == EXIT_OK, run.err
+    assert run.out == [
+        "Reverted revision 0003 (table 0003)",
+        "Reverted revision 0002 (table 0002)",
+        "at 0001",
+    ]
+    assert version_rows(database) == ["0001"]
+
+    run = granite_assets(tmp_path, "db", "check", "--url", url, environment=environment_copy)
+    assert run.code == EXIT_BEHIND
+    assert "0002 (table 0002), 0003 (table 0003)" in run.err
+
+    run = granite_assets(tmp_path, "db", "history", environment=environment_copy)
+    assert run.code == EXIT_OK, run.err
+    assert run.out == [f"0001  {BASELINE.message}", "0002  table 0002", "0003  table 0003  (head)"]
+    run = granite_assets(tmp_path, "db", "heads", environment=environment_copy)
+    assert (run.code, run.out) == (EXIT_OK, ["0003"])
+
+
+def test_console_script_reads_the_url_from_the_environment(database: Database, tmp_path: Path) -> None:
+    """The installed script takes the URL from GRANITE_ASSETS_DATABASE_URL, and --url wins over it."""
+    password = new_password()
+    with url_with_password(database, password) as url:
+        run = granite_assets(tmp_path, "db", "upgrade", env_url=url, console_script=True, secret=password)
+        assert run.code == EXIT_OK, run.err
+        assert run.out[-1] == f"at {BASELINE.revision}"
+        unusable = f"nosuchdatabase://someone:{password}@nowhere/none"
+        run = granite_assets(
+            tmp_path, "db", "current", "--url", url, env_url=unusable, console_script=True, secret=password
+        )
+        assert (run.code, run.out) == (EXIT_OK, [BASELINE.revision])
+        assert version_rows(database) == [BASELINE.revision]  # before the login and its tables go
+
+
+def test_check_says_ahead(database: Database, tmp_path: Path) -> None:
+    """On a database at a revision this release lacks, check exits 4 and upgrade exits 1, naming it."""
+    migrations.upgrade_to_head(database.url_string)
+    database.execute(f"UPDATE {migrations.VERSION_TABLE} SET version_num = '9999'")
+    before = snapshot(database)
+    run = granite_assets(tmp_path, "db", "check", "--url", database.url_string)
+    assert run.code == EXIT_AHEAD
+    assert "9999" in run.err
+    run = granite_assets(tmp_path, "db", "upgrade", "--url", database.url_string)
+    assert run.code == EXIT_MIGRATION_ERROR
+    assert run.err.startswith("error: ")
+    assert "9999" in run.err
+    run = granite_assets(tmp_path, "db", "current", "--url", database.url_string)
+    assert (run.code, run.out) == (EXIT_OK, ["9999"])
+    assert snapshot(database) == before
+
+
+def test_lock_timeout_option(database: Database, tmp_path: Path) -> None:
+    """--lock-timeout bounds the wait for a lock held elsewhere: upgrade and downgrade exit 1, unchanged."""
+    password = new_password()
+    with url_with_password(database, password) as url:
+        before = snapshot(database)
+        with holding_lock(database):
+            for args in (["upgrade"], ["downgrade", "base"]):
+                run = granite_assets(
+                    tmp_path, "db", *args, "--lock-timeout", "1", "--url", url, secret=password
+                )
+                assert run.code == EXIT_MIGRATION_ERROR
+                assert "for more than 1 seconds" in run.err
+        assert snapshot(database) == before
+
+
+def test_offline_sql(database: Database, tmp_path: Path) -> None:
+    """upgrade --sql and downgrade --sql --from print only SQL, with no password, and touch nothing."""
+    password = new_password()
+    url = database.url.set(password=password).render_as_string(hide_password=False)
+    before = snapshot(database)
+    run = granite_assets(tmp_path, "db", "upgrade", "--sql", "--url", url, secret=password)
+    assert run.code == EXIT_OK, run.err
+    sql = "\n".join(run.out)
+    assert f"CREATE TABLE {migrations.VERSION_TABLE}" in sql
+    assert "Applied revision" not in sql
+    run = granite_assets(
+        tmp_path,
+        "db",
+        "downgrade",
+        "--sql",
+        "--from",
+        BASELINE.revision,
+        "base",
+        "--url",
+        url,
+        secret=password,
+    )
+    assert run.code == EXIT_OK, run.err
+    sql = "\n".join(run.out)
+    assert f"DELETE FROM {migrations.VERSION_TABLE}" in sql
+    assert "Reverted revision" not in sql
+    assert snapshot(database) == before
+
+
+USAGE_ERRORS = {
+    "no-command": [],
+    "no-subcommand": ["db"],
+    "unknown-subcommand": ["db", "frobnicate"],
+    "no-url": ["db", "upgrade"],
+    "downgrade-without-revision": ["db", "downgrade", "--url", "sqlite://"],
+    "offline-downgrade-without-from": ["db", "downgrade", "base", "--sql", "--url", "sqlite://"],
+    "lock-timeout-not-a-number": ["db", "upgrade", "--lock-timeout", "soon", "--url", "sqlite://"],
+    "heads-takes-no-url": ["db", "heads", "--url", "sqlite://"],
+}
+
+
+@pytest.mark.parametrize("args", USAGE_ERRORS.values(), ids=USAGE_ERRORS.keys())
+def test_usage_errors_exit_2(tmp_path: Path, args: list[str]) -> None:
+    """A command line that does not parse exits 2 with a usage message, touching no database."""
+    run = granite_assets(tmp_path, *args)
+    assert run.code == EXIT_USAGE
+    assert "usage: granite-assets" in run.err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_revision_exits_1(database: Database, tmp_path: Path) -> None:
+    """downgrade to, or offline SQL from, a revision this release lacks exits 1 without a traceback."""
+    for args in (["downgrade", "0042"], ["upgrade", "--sql", "--from", "0042"]):
+        run = granite_assets(tmp_path, "db", *args, "--url", database.url_string)
+        assert run.code == EXIT_MIGRATION_ERROR
+        assert run.err.startswith("error: Revision '0042' is not one granite-assets ships")
+        assert "Traceback" not in run.err
+    assert version_rows(database) is None

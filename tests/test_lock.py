@@ -1,0 +1,221 @@
+"""The migration lock, the start-up check, downgrades and offline SQL."""
+
+from __future__ import annotations
+
+import logging
+import re
+import traceback
+from pathlib import Path
+
+import pytest
+from conftest import Database, add_revision
+from support import (
+    holding_lock,
+    lock_is_free,
+    mysql_lock_name,
+    new_password,
+    snapshot,
+    url_with_password,
+    version_rows,
+)
+
+from granite_assets import _runner, migrations
+from granite_assets._locking import POSTGRESQL_LOCK_KEY
+from granite_assets.migrations import (
+    VERSION_TABLE,
+    DatabaseAheadError,
+    DatabaseBehindError,
+    InvalidURLError,
+    MigrationLockTimeoutError,
+    UnknownRevisionError,
+)
+
+
+@pytest.fixture
+def three_revisions(environment_copy: Path) -> Path:
+    """The bundled environment plus revisions 0002 and 0003, each creating (and dropping) a table."""
+    for revision, parent in (("0002", "0001"), ("0003", "0002")):
+        table = f"granite_assets_t{revision}"
+        add_revision(
+            environment_copy,
+            revision,
+            parent,
+            f'op.create_table("{table}", sa.Column("id", sa.Integer, primary_key=True))',
+            f'op.drop_table("{table}")',
+            message=f"table {revision}",
+        )
+    return environment_copy
+
+
+def test_lock_timeout_says_which_lock_where_and_how_to_find_the_holder(
+    database: Database, environment_copy: Path
+) -> None:
+    """With the lock held elsewhere, upgrade times out naming lock, database and holder, changing nothing."""
+    add_revision(
+        environment_copy,
+        "0002",
+        "0001",
+        'op.create_table("granite_assets_a", sa.Column("id", sa.Integer, primary_key=True))',
+    )
+    password = new_password()
+    with url_with_password(database, password) as url:
+        assert _runner.upgrade(environment_copy, url, 30) == "0002"
+        add_revision(
+            environment_copy,
+            "0003",
+            "0002",
+            'op.create_table("granite_assets_b", sa.Column("id", sa.Integer, primary_key=True))',
+        )
+        before = snapshot(database)
+        with holding_lock(database), pytest.raises(MigrationLockTimeoutError) as caught:
+            _runner.upgrade(environment_copy, url, 1)
+        assert snapshot(database) == before
+    message = str(caught.value)
+    assert password not in message
+    assert password not in "".join(traceback.format_exception(caught.value))
+    assert str(database.url.database) in message
+    assert "for more than 1 seconds" in message
+    if database.backend.name == "postgresql":
+        assert f"advisory lock {POSTGRESQL_LOCK_KEY}" in message
+        assert "pg_locks" in message
+        assert "pg_stat_activity" in message
+    elif database.backend.name == "mysql":
+        assert mysql_lock_name(database) in message
+        assert "IS_USED_LOCK" in message
+    else:
+        assert "write lock" in message
+        assert "fuser" in message
+
+
+def test_noop_upgrade_takes_no_lock(database: Database, three_revisions: Path) -> None:
+    """At head, upgrade, check_up_to_date and current_revision return while another session holds the lock."""
+    assert _runner.upgrade(three_revisions, database.url_string, 30) == "0003"
+    with holding_lock(database):
+        assert _runner.upgrade(three_revisions, database.url_string, 1) == "0003"
+        assert _runner.check_up_to_date(three_revisions, database.url_string, 1) == "0003"
+        assert _runner.current_revision(database.url_string, 1) == "0003"
+    assert lock_is_free(database)
+
+
+def test_check_up_to_date_tells_behind_from_ahead(database: Database, three_revisions: Path) -> None:
+    """check_up_to_date lists pending revisions when behind, names the unknown one when ahead."""
+    url = database.url_string
+    with pytest.raises(DatabaseBehindError) as fresh:
+        _runner.check_up_to_date(three_revisions, url, 30)
+    assert fresh.value.current is None
+    assert fresh.value.pending == ("0001", "0002", "0003")
+
+    _runner.upgrade(three_revisions, url, 30)
+    _runner.downgrade(three_revisions, url, "0001", 30)
+    with pytest.raises(DatabaseBehindError) as behind:
+        _runner.check_up_to_date(three_revisions, url, 30)
+    assert behind.value.current == "0001"
+    assert behind.value.pending == ("0002", "0003")
+    assert "0002 (table 0002), 0003 (table 0003)" in str(behind.value)
+
+    _runner.upgrade(three_revisions, url, 30)
+    assert _runner.check_up_to_date(three_revisions, url, 30) == "0003"
+
+    database.execute(f"UPDATE {VERSION_TABLE} SET version_num = '9999'")
+    with pytest.raises(DatabaseAheadError) as ahead:
+        _runner.check_up_to_date(three_revisions, url, 30)
+    assert ahead.value.revision == "9999"
+    assert "9999" in str(ahead.value)
+    assert "upgrade the granite-assets package" in str(ahead.value)
+
+
+def test_public_check_on_a_fresh_database_lists_the_bundled_revisions(database: Database) -> None:
+    """The public check_up_to_date on a never-migrated database lists every bundled revision as pending."""
+    with pytest.raises(DatabaseBehindError) as caught:
+        migrations.check_up_to_date(database.url_string)
+    assert caught.value.pending == tuple(r.revision for r in migrations.revisions())
+    assert version_rows(database) is None
+
+
+def test_downgrade_to_a_revision_and_to_base(database: Database, three_revisions: Path) -> None:
+    """downgrade reverts to a named revision, then to base (an empty version table); upgrade works again."""
+    url = database.url_string
+    _runner.upgrade(three_revisions, url, 30)
+    assert _runner.downgrade(three_revisions, url, "0002", 30) == "0002"
+    assert version_rows(database) == ["0002"]
+    assert database.table_names() == {VERSION_TABLE, "granite_assets_t0002"}
+    assert _runner.downgrade(three_revisions, url, "0002", 30) == "0002"  # already there: nothing to do
+    assert _runner.downgrade(three_revisions, url, "base", 30) is None
+    assert version_rows(database) == []
+    assert database.table_names() == {VERSION_TABLE}
+    assert _runner.upgrade(three_revisions, url, 30) == "0003"
+    assert lock_is_free(database)
+
+
+def test_downgrade_waits_for_the_lock(database: Database, three_revisions: Path) -> None:
+    """downgrade takes the migration lock: while another session holds it, it times out, changing nothing."""
+    _runner.upgrade(three_revisions, database.url_string, 30)
+    before = snapshot(database)
+    with holding_lock(database), pytest.raises(MigrationLockTimeoutError):
+        _runner.downgrade(three_revisions, database.url_string, "base", 1)
+    assert snapshot(database) == before
+
+
+def test_downgrade_refuses_an_unknown_revision(database: Database, three_revisions: Path) -> None:
+    """downgrade to a revision this release does not ship raises UnknownRevisionError listing the choices."""
+    _runner.upgrade(three_revisions, database.url_string, 30)
+    before = snapshot(database)
+    with pytest.raises(UnknownRevisionError) as caught:
+        _runner.downgrade(three_revisions, database.url_string, "0042", 30)
+    assert "base, 0001, 0002, 0003" in str(caught.value)
+    assert snapshot(database) == before
+
+
+OFFLINE_TARGETS = [
+    "postgresql",
+    "mysql",
+    "sqlite",
+    "postgresql+psycopg2://admin:{password}@db.example.com:5432/app",
+    "mysql+pymysql://admin:{password}@db.example.com/app",
+]
+
+
+@pytest.mark.parametrize("target", OFFLINE_TARGETS)
+def test_offline_sql_uses_our_version_table_and_no_secret(
+    target: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """upgrade_sql and downgrade_sql write our version table, never alembic_version, and no password."""
+    caplog.set_level(logging.INFO, logger="granite_assets")
+    password = new_password()
+    given = target.format(password=password)
+    upgrade = migrations.upgrade_sql(given)
+    downgrade = migrations.downgrade_sql(given, "0001", "base")
+    for sql in (upgrade, downgrade):
+        assert VERSION_TABLE in sql
+        assert not re.search(r"(?<!\w)alembic_version", sql)
+        assert password not in sql
+        assert "db.example.com" not in sql
+    assert re.search(rf"CREATE TABLE {VERSION_TABLE}", upgrade)
+    assert f"INSERT INTO {VERSION_TABLE} (version_num) VALUES ('0001')" in upgrade
+    assert f"DELETE FROM {VERSION_TABLE}" in downgrade
+    assert not [r for r in caplog.records if "revision" in r.getMessage()]  # nothing was applied
+
+
+def test_offline_sql_refuses_unknown_revisions_and_dialects() -> None:
+    """Offline SQL from a revision this release lacks, or for an unknown dialect, raises a clear error."""
+    with pytest.raises(UnknownRevisionError, match="'0042' is not one granite-assets ships"):
+        migrations.upgrade_sql("postgresql", "0042")
+    with pytest.raises(UnknownRevisionError, match="'0042' is not one granite-assets ships"):
+        migrations.downgrade_sql("mysql", "0042", "base")
+    with pytest.raises(InvalidURLError, match="Unknown database dialect 'nosuchdatabase'"):
+        migrations.upgrade_sql("nosuchdatabase")
+
+
+@pytest.mark.parametrize("target", OFFLINE_TARGETS)
+def test_offline_sql_from_a_revision(three_revisions: Path, target: str) -> None:
+    """Offline SQL from a revision covers only the later ones and updates, not creates, the version table."""
+    given = target.format(password=new_password())
+    sql = _runner.offline_sql(three_revisions, given, "0001:head", downgrade=False)
+    assert "CREATE TABLE granite_assets_t0002" in sql
+    assert "CREATE TABLE granite_assets_t0003" in sql
+    assert f"CREATE TABLE {VERSION_TABLE}" not in sql
+    assert f"UPDATE {VERSION_TABLE} SET version_num='0003' WHERE {VERSION_TABLE}.version_num = '0002'" in sql
+    down = _runner.offline_sql(three_revisions, given, "0003:0001", downgrade=True)
+    assert "DROP TABLE granite_assets_t0003" in down
+    assert "DROP TABLE granite_assets_t0002" in down
+    assert f"UPDATE {VERSION_TABLE} SET version_num='0001'" in down

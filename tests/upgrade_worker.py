@@ -1,0 +1,52 @@
+"""A process that upgrades databases on command, standing in for one replica of a host application.
+
+Usage: ``python upgrade_worker.py DIRECTORY LOCK_TIMEOUT [--announce]``. The worker imports
+granite-assets, prints ``ready``, then for every database URL it reads on stdin it calls
+``granite_assets._runner.upgrade(DIRECTORY, url, LOCK_TIMEOUT)`` and prints one JSON line:
+``{"revision": ...}`` or ``{"error": "ExceptionName", "message": ...}``. Writing the URL to every
+worker's stdin is the start barrier: the workers are idle and imported, and all start at once.
+
+With ``--announce`` the worker prints ``locking`` when it has found work pending on the no-op
+path and goes to take the migration lock, so a test knows it is past its first read.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from granite_assets import _runner
+
+
+def announce_before_locking() -> None:
+    """Print ``locking`` each time the upgrade goes to take the migration lock."""
+    original = _runner.migrate_locked
+
+    def migrate_locked(*args: Any, **kwargs: Any) -> str | None:
+        print("locking", flush=True)
+        return original(*args, **kwargs)
+
+    _runner.migrate_locked = migrate_locked
+
+
+def main(argv: list[str]) -> int:
+    """Serve upgrade requests read from stdin until it closes."""
+    directory, lock_timeout = Path(argv[0]), float(argv[1])
+    if "--announce" in argv[2:]:
+        announce_before_locking()
+    print("ready", flush=True)
+    for line in sys.stdin:
+        url = line.strip()
+        result: dict[str, str | None]
+        try:
+            result = {"revision": _runner.upgrade(directory, url, lock_timeout)}
+        except Exception as exc:  # noqa: BLE001 - the test judges every failure
+            result = {"error": type(exc).__name__, "message": str(exc)}
+        print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
