@@ -8,7 +8,9 @@ import traceback
 from pathlib import Path
 
 import pytest
-from conftest import Database, add_revision
+from conftest import BACKENDS, Database, add_revision, backend_params
+from sqlalchemy import URL, create_engine
+from sqlalchemy.pool import NullPool
 from support import (
     holding_lock,
     lock_is_free,
@@ -29,6 +31,8 @@ from granite_assets.migrations import (
     MigrationLockTimeoutError,
     UnknownRevisionError,
 )
+
+SERVER_BACKENDS = [b for b in BACKENDS if b.name != "sqlite"]
 
 
 @pytest.fixture
@@ -85,6 +89,21 @@ def test_lock_timeout_says_which_lock_where_and_how_to_find_the_holder(
     else:
         assert "write lock" in message
         assert "fuser" in message
+
+
+@pytest.mark.parametrize("backend", backend_params(SERVER_BACKENDS), indirect=True)
+def test_lock_is_the_databases_however_the_url_names_it(database: Database, environment_copy: Path) -> None:
+    """An engine whose URL leaves the database to connect_args still waits for that database's lock."""
+    argument = {"postgresql": "dbname", "mysql": "database"}[database.backend.name]
+    url = database.url
+    no_database = URL.create(url.drivername, url.username, url.password, url.host, url.port)
+    engine = create_engine(no_database, poolclass=NullPool, connect_args={argument: url.database})
+    try:
+        with holding_lock(database), pytest.raises(MigrationLockTimeoutError):
+            _runner.upgrade(environment_copy, engine, 1)
+    finally:
+        engine.dispose()
+    assert version_rows(database) is None
 
 
 def test_noop_upgrade_takes_no_lock(database: Database, three_revisions: Path) -> None:

@@ -109,8 +109,12 @@ def lock_for(connection: Connection, *, transactional: bool) -> DatabaseLock | N
     if backend == "sqlite":
         return None
     if backend in {"postgresql", "mysql", "mariadb"}:
-        kind = "postgresql" if backend == "postgresql" else "mysql"
-        return DatabaseLock(kind, connection.engine.url.database, transactional)
+        if backend == "postgresql":  # advisory locks belong to the connection's database already
+            return DatabaseLock("postgresql", connection.engine.url.database, transactional)
+        # GET_LOCK names are server-wide: name the database the session is in, which the URL may
+        # not (connect_args, a creator), so that every migrator of one database shares one lock.
+        database = connection.exec_driver_sql("SELECT DATABASE()").scalar()
+        return DatabaseLock("mysql", None if database is None else str(database), transactional)
     logger.warning(
         "granite-assets has no migration lock for %s: do not run upgrades from several "
         "processes at once on this database.",
