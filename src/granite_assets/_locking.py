@@ -70,8 +70,9 @@ class DatabaseLock:
         if self.backend == "postgresql":
             return (
                 f"PostgreSQL advisory lock {POSTGRESQL_LOCK_KEY}; find its holder with "
-                "SELECT pid, application_name, client_addr FROM pg_stat_activity WHERE pid IN "
-                f"(SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = {POSTGRESQL_LOCK_KEY})"
+                "SELECT pid, application_name, client_addr FROM pg_stat_activity WHERE "
+                "datname = current_database() AND pid IN (SELECT pid FROM pg_locks WHERE "
+                f"locktype = 'advisory' AND objid = {POSTGRESQL_LOCK_KEY} AND granted)"
             )
         return (
             f"MySQL named lock {self.mysql_name!r}; find its holder with "
