@@ -10,7 +10,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 
 import pytest
-from conftest import BACKENDS, Backend, Database
+from conftest import ASYNC_DRIVERS, BACKENDS, Backend, Database
 from sqlalchemy import URL
 from support import login, new_password, snapshot, url_with_password
 
@@ -31,7 +31,6 @@ SERVERS = ("postgresql", "mysql")
 ALL = ("sqlite", "postgresql", "mysql")
 # Drivers SQLAlchemy knows whose module is not installed here.
 MISSING_DRIVERS = {"sqlite": "pysqlcipher", "postgresql": "pg8000", "mysql": "mysqldb"}
-ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg", "mysql": "aiomysql"}
 HOST_TABLE = "host_orders"
 
 # Builds the URL handed to upgrade_to_head from the test database and the password to hide;
