@@ -223,6 +223,10 @@ def upgrade_sql(url_or_dialect: str | URL, from_revision: str | None = None) -> 
     For database administrators who review SQL before it runs. Nothing connects to a database;
     only the URL's dialect is used, so ``"postgresql"`` or ``"mysql"`` is enough. The script
     creates and updates ``granite_assets_alembic_version`` and never mentions ``alembic_version``.
+
+    Raises:
+        InvalidURLError: ``url_or_dialect`` names no dialect SQLAlchemy knows.
+        UnknownRevisionError: ``from_revision`` is not one this release ships.
     """
     with _db_extra():
         from granite_assets import _runner
@@ -235,6 +239,10 @@ def downgrade_sql(url_or_dialect: str | URL, from_revision: str, revision: str) 
     """Return the SQL that reverts a database from ``from_revision`` down to ``revision``.
 
     Offline SQL cannot read the database, so the starting revision must be named.
+
+    Raises:
+        InvalidURLError: ``url_or_dialect`` names no dialect SQLAlchemy knows.
+        UnknownRevisionError: A revision named is not one this release ships.
     """
     with _db_extra():
         from granite_assets import _runner
