@@ -230,6 +230,7 @@ USAGE_ERRORS = {
     "offline-downgrade-without-from": ["db", "downgrade", "base", "--sql", "--url", "sqlite://"],
     "lock-timeout-not-a-number": ["db", "upgrade", "--lock-timeout", "soon", "--url", "sqlite://"],
     "heads-takes-no-url": ["db", "heads", "--url", "sqlite://"],
+    "from-without-sql": ["db", "upgrade", "--from", "0001", "--url", "sqlite://"],
 }
 
 

@@ -68,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     offline = getattr(args, "sql", False)
     if hasattr(args, "url") and not url:
         parser.error(f"no database URL: pass --url or set ${URL_VARIABLE}")
+    if getattr(args, "from_revision", None) and not offline:
+        parser.error("--from goes with --sql: online, the database says where it is")
     if args.command == "downgrade" and offline and not args.from_revision:
         parser.error("downgrade --sql needs --from REVISION: offline SQL cannot read the database")
     _show_progress()
