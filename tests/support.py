@@ -22,7 +22,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from conftest import Database, _admin_execute, require_server
+from conftest import Database, _admin_execute, add_revision, require_server
 from sqlalchemy import URL, create_engine, text
 from sqlalchemy.pool import NullPool
 
@@ -67,6 +67,22 @@ def hold_body() -> str:
         f"    while not Path(os.environ[{RELEASE_VARIABLE!r}]).exists() and time.monotonic() < _deadline:\n"
         "        time.sleep(0.05)"
     )
+
+
+def add_table_revisions(directory: Path, prefix: str, revisions: tuple[str, ...] = ("0002", "0003")) -> None:
+    """Add revisions after 0001 to ``directory``, each creating (and dropping) a table of its own."""
+    parent = "0001"
+    for revision in revisions:
+        table = f"granite_assets_{prefix}{revision}"
+        add_revision(
+            directory,
+            revision,
+            parent,
+            f'op.create_table("{table}", sa.Column("id", sa.Integer, primary_key=True))',
+            f'op.drop_table("{table}")',
+            message=f"table {revision}",
+        )
+        parent = revision
 
 
 def runs(log: Path) -> Counter[tuple[str, str]]:

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import Database, add_revision
-from support import holding_lock, new_password, snapshot, url_with_password, version_rows
+from conftest import Database
+from support import add_table_revisions, holding_lock, new_password, snapshot, url_with_password, version_rows
 
 from granite_assets import migrations
 from granite_assets._cli import (
@@ -106,16 +106,7 @@ def test_one_line_per_revision_history_and_heads(
     database: Database, environment_copy: Path, tmp_path: Path
 ) -> None:
     """With three revisions, upgrade and downgrade print a line for each; history and heads list them."""
-    for revision, parent in (("0002", "0001"), ("0003", "0002")):
-        table = f"granite_assets_cli{revision}"
-        add_revision(
-            environment_copy,
-            revision,
-            parent,
-            f'op.create_table("{table}", sa.Column("id", sa.Integer, primary_key=True))',
-            f'op.drop_table("{table}")',
-            message=f"table {revision}",
-        )
+    add_table_revisions(environment_copy, "cli")
     url = database.url_string
     run = granite_assets(tmp_path, "db", "upgrade", "--url", url, environment=environment_copy)
     assert run.code == EXIT_OK, run.err

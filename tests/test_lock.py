@@ -12,6 +12,7 @@ from conftest import BACKENDS, Database, add_revision, backend_params
 from sqlalchemy import URL, create_engine
 from sqlalchemy.pool import NullPool
 from support import (
+    add_table_revisions,
     holding_lock,
     lock_is_free,
     mysql_lock_name,
@@ -38,16 +39,7 @@ SERVER_BACKENDS = [b for b in BACKENDS if b.name != "sqlite"]
 @pytest.fixture
 def three_revisions(environment_copy: Path) -> Path:
     """The bundled environment plus revisions 0002 and 0003, each creating (and dropping) a table."""
-    for revision, parent in (("0002", "0001"), ("0003", "0002")):
-        table = f"granite_assets_t{revision}"
-        add_revision(
-            environment_copy,
-            revision,
-            parent,
-            f'op.create_table("{table}", sa.Column("id", sa.Integer, primary_key=True))',
-            f'op.drop_table("{table}")',
-            message=f"table {revision}",
-        )
+    add_table_revisions(environment_copy, "t")
     return environment_copy
 
 
