@@ -17,6 +17,7 @@ from sqlalchemy.util import greenlet_spawn
 
 from granite_assets import _locking, _runner
 from granite_assets._history import load_history
+from granite_assets._target import Database
 from granite_assets._urls import engine_options, is_async, missing_driver, parse_url
 
 try:  # SQLAlchemy 2.1 renamed await_only to await_
@@ -57,7 +58,7 @@ async def upgrade_async(
 async def _upgrade_engine(
     directory: Path, engine: AsyncEngine, url: URL, lock_timeout: float, *, owned: bool
 ) -> str | None:
-    db = _runner.Database(url, engine.sync_engine, owned=owned)
+    db = Database(url, engine.sync_engine, owned=owned)
     history = load_history(directory)
     result: Any = await greenlet_spawn(
         _locking.with_sleep,

@@ -5,7 +5,7 @@
   caller's connection). Being session-level, it outlives the per-revision commits.
 - MySQL and MariaDB: ``GET_LOCK`` with its result checked, then ``RELEASE_LOCK``.
 - SQLite: the file's write lock, taken by ``BEGIN IMMEDIATE`` on the migrating connection
-  (see :mod:`granite_assets._runner`); nothing is needed here.
+  (:func:`sqlite_write_lock`).
 """
 
 from __future__ import annotations
@@ -17,11 +17,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import OperationalError
 
 from granite_assets._errors import MigrationLockTimeoutError
+
+if TYPE_CHECKING:
+    from granite_assets._target import Database
 
 logger = logging.getLogger("granite_assets.migrations")
 
@@ -159,3 +163,48 @@ def holding(lock: DatabaseLock | None, connection: Connection, timeout: float, w
         yield
     finally:
         lock.release(connection)
+
+
+@contextmanager
+def sqlite_write_lock(
+    connection: Connection, db: Database, lock_timeout: float, *, callers: bool = False
+) -> Iterator[None]:
+    """Hold SQLite's write lock: ``BEGIN IMMEDIATE`` serialises concurrent migrators on the file.
+
+    The driver is put in autocommit mode so that our ``BEGIN IMMEDIATE`` is the transaction's
+    only BEGIN (pysqlite would otherwise run DDL outside any transaction), and is restored after.
+    On a caller's connection that already has a transaction open, that transaction is used as is.
+    """
+    raw: Any = connection.connection.dbapi_connection
+    if callers and getattr(raw, "in_transaction", False):
+        yield
+        return
+    if not callers and connection.in_transaction():
+        connection.rollback()
+    saved_level = raw.isolation_level
+    # Our own engines already wait lock_timeout for the write lock; a caller's gets it for now.
+    busy_ms = None if db.owned else int(connection.exec_driver_sql("PRAGMA busy_timeout").scalar() or 0)
+    raw.isolation_level = None  # no driver transaction is open here, so this commits nothing
+    try:
+        if busy_ms is not None:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout = {int(lock_timeout * 1000)}")
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except OperationalError as exc:
+            if "locked" not in str(exc.orig):
+                raise
+            raise MigrationLockTimeoutError(
+                f"Another process has held the write lock of the SQLite database {db.where} "
+                f"for more than {lock_timeout:g} seconds (find it with: fuser -v {db.url.database}). "
+                "Wait for it to finish, or raise lock_timeout; if that process is gone, its lock "
+                "went with it."
+            ) from None
+        yield
+    finally:
+        if not callers and connection.in_transaction():
+            connection.rollback()
+        if busy_ms is not None:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout = {busy_ms}")
+            if not callers:
+                connection.rollback()
+        raw.isolation_level = saved_level

@@ -8,98 +8,28 @@ migration lock taken, the version re-read under it, and Alembic run.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, Connection, Engine, inspect
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy import URL, Connection, inspect
+from sqlalchemy.exc import DBAPIError
 
 from granite_assets import _locking
 from granite_assets._errors import (
     DatabaseAheadError,
     DatabaseBehindError,
-    DatabaseConnectionError,
     InvalidVersionTableError,
     MigrationFailedError,
-    MigrationLockTimeoutError,
-    UnknownRevisionError,
 )
+from granite_assets._failures import aftermath, in_bookkeeping, revision_failed, sentence, unknown_revision
 from granite_assets._history import VERSION_TABLE, History, Revision, load_history
-from granite_assets._urls import (
-    create_owned_engine,
-    display_url,
-    is_async,
-    missing_driver,
-    parse_url,
-    require_sync,
-    scrub,
-)
+from granite_assets._target import Database, Target, connect, resolve
+from granite_assets._urls import is_async, parse_url
 
 logger = logging.getLogger("granite_assets.migrations")
 
-Target = str | URL | Engine | Connection
 _SELECT_VERSION = f"SELECT version_num FROM {VERSION_TABLE}"
-
-
-@dataclass(frozen=True)
-class Database:
-    """A resolved target: where to connect, and how to name it in messages."""
-
-    url: URL
-    engine: Engine
-    connection: Connection | None = None  # the caller's own connection, if it gave one
-    owned: bool = False  # the engine is ours, made with engine_options(), and disposed after
-
-    @property
-    def where(self) -> str:
-        """The URL with its password hidden."""
-        return display_url(self.url)
-
-    def scrub(self, text: str) -> str:
-        """Hide this database's secrets in ``text``."""
-        return scrub(text, self.url)
-
-
-@contextmanager
-def resolve(target: Target, lock_timeout: float) -> Iterator[Database]:
-    """Turn a URL, engine or connection into a :class:`Database`; dispose what it created."""
-    if isinstance(target, Connection):
-        yield Database(target.engine.url, target.engine, target)
-        return
-    if isinstance(target, Engine):
-        yield Database(target.url, target)
-        return
-    if not isinstance(target, str | URL):
-        raise TypeError(
-            f"Expected a database URL, an Engine or a Connection, not {type(target).__name__}; "
-            "for an AsyncEngine, await granite_assets.migrations.upgrade_to_head_async()."
-        )
-    url = parse_url(target)
-    require_sync(url)
-    engine = create_owned_engine(url, lock_timeout)
-    try:
-        yield Database(url, engine, owned=True)
-    finally:
-        engine.dispose()
-
-
-@contextmanager
-def connect(db: Database) -> Iterator[Connection]:
-    """Open a connection of our own, turning connection failures into clear errors."""
-    try:
-        connection = db.engine.connect()
-    except ImportError as exc:
-        raise missing_driver(db.url, exc) from None
-    except DBAPIError as exc:
-        raise DatabaseConnectionError(
-            f"Could not connect to {db.where}: {sentence(db.scrub(str(exc.orig)))} Check that the "
-            "server is running and reachable from here, and that the user name and password are right."
-        ) from None
-    with connection:
-        yield connection
 
 
 def stored_revision(connection: Connection, db: Database, *, keep_transaction: bool) -> str | None:
@@ -256,7 +186,7 @@ def migrate_locked(
     if connection.in_transaction():
         connection.rollback()
     if connection.dialect.name == "sqlite":
-        with sqlite_write_lock(connection, db, lock_timeout):
+        with _locking.sqlite_write_lock(connection, db, lock_timeout):
             result = migrate(directory, db, connection, destination, keep_transaction=True)
             connection.commit()
             return result
@@ -276,58 +206,13 @@ def migrate_on_callers_connection(
 ) -> str | None:
     """Migrate inside the caller's transaction, beginning one if none is open; commit nothing."""
     if connection.dialect.name == "sqlite":
-        with sqlite_write_lock(connection, db, lock_timeout, callers=True):
+        with _locking.sqlite_write_lock(connection, db, lock_timeout, callers=True):
             return migrate(directory, db, connection, destination, keep_transaction=True)
     if not connection.in_transaction():
         connection.begin()
     lock = _locking.lock_for(connection, transactional=True)
     with _locking.holding(lock, connection, lock_timeout, db.where):
         return migrate(directory, db, connection, destination, keep_transaction=True)
-
-
-@contextmanager
-def sqlite_write_lock(
-    connection: Connection, db: Database, lock_timeout: float, *, callers: bool = False
-) -> Iterator[None]:
-    """Hold SQLite's write lock: ``BEGIN IMMEDIATE`` serialises concurrent migrators on the file.
-
-    The driver is put in autocommit mode so that our ``BEGIN IMMEDIATE`` is the transaction's
-    only BEGIN (pysqlite would otherwise run DDL outside any transaction), and is restored after.
-    On a caller's connection that already has a transaction open, that transaction is used as is.
-    """
-    raw: Any = connection.connection.dbapi_connection
-    if callers and getattr(raw, "in_transaction", False):
-        yield
-        return
-    if not callers and connection.in_transaction():
-        connection.rollback()
-    saved_level = raw.isolation_level
-    # Our own engines already wait lock_timeout for the write lock; a caller's gets it for now.
-    busy_ms = None if db.owned else int(connection.exec_driver_sql("PRAGMA busy_timeout").scalar() or 0)
-    raw.isolation_level = None  # no driver transaction is open here, so this commits nothing
-    try:
-        if busy_ms is not None:
-            connection.exec_driver_sql(f"PRAGMA busy_timeout = {int(lock_timeout * 1000)}")
-        try:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        except OperationalError as exc:
-            if "locked" not in str(exc.orig):
-                raise
-            raise MigrationLockTimeoutError(
-                f"Another process has held the write lock of the SQLite database {db.where} "
-                f"for more than {lock_timeout:g} seconds (find it with: fuser -v {db.url.database}). "
-                "Wait for it to finish, or raise lock_timeout; if that process is gone, its lock "
-                "went with it."
-            ) from None
-        yield
-    finally:
-        if not callers and connection.in_transaction():
-            connection.rollback()
-        if busy_ms is not None:
-            connection.exec_driver_sql(f"PRAGMA busy_timeout = {busy_ms}")
-            if not callers:
-                connection.rollback()
-        raw.isolation_level = saved_level
 
 
 def migrate(
@@ -359,14 +244,14 @@ def migrate(
         run(config, destination)
     except Exception as exc:
         done = len(config.attributes.get("granite_assets_steps", []))
-        failed = todo[done] if done < len(todo) and not _in_bookkeeping(exc) else None
+        failed = todo[done] if done < len(todo) and not in_bookkeeping(exc) else None
         if done == 0:
             reached = current
         else:
             reached = todo[done - 1].revision if destination == "head" else todo[done - 1].down_revision
         verb = "upgrade" if destination == "head" else "downgrade"
-        aftermath = _aftermath(db, connection, verb, before=current, reached=reached, failed=failed)
-        raise revision_failed(db, failed, exc, aftermath) from exc
+        left = aftermath(db, connection, verb, before=current, reached=reached, failed=failed)
+        raise revision_failed(db, failed, exc, left) from exc
     if not keep_transaction:
         if connection.in_transaction():
             connection.commit()
@@ -398,66 +283,6 @@ def alembic_config(directory: Path, connection: Connection | None = None, **attr
     return config
 
 
-def _in_bookkeeping(exc: Exception) -> bool:
-    """Tell whether ``exc`` came from a statement on the version table, not from a revision."""
-    return isinstance(exc, DBAPIError) and VERSION_TABLE in str(exc.statement or "")
-
-
-def _aftermath(
-    db: Database,
-    connection: Connection,
-    verb: str,
-    *,
-    before: str | None,
-    reached: str | None,
-    failed: Revision | None,
-) -> str:
-    """Say what a failed call left behind: that depends on how the backend treats DDL."""
-    backend = connection.dialect.name
-    if db.connection is not None and backend not in {"mysql", "mariadb"}:
-        return f"Nothing was committed: roll back your transaction, fix the cause and run the {verb} again."
-    if backend == "sqlite":
-        return (
-            f"The whole {verb} was rolled back (SQLite migrates in one transaction): the database is "
-            f"still at revision {before or 'none'}. Fix the cause and run the {verb} again."
-        )
-    where = f"The database is at revision {reached or 'none'}, the last one that completed"
-    if backend == "postgresql":
-        return f"{where}; the failed step was rolled back. Fix the cause and run the {verb} again."
-    if failed is None:  # a version-table statement: it either happened or did not
-        return f"{where}. Fix the cause and run the {verb} again."
-    dbms = "MySQL and MariaDB" if backend in {"mysql", "mariadb"} else backend
-    return (
-        f"{where}. {dbms} cannot roll back DDL: whatever revision {failed.revision} changed before it "
-        f"failed is still there; undo it by hand before you run the {verb} again."
-    )
-
-
-def revision_failed(
-    db: Database, failed: Revision | None, exc: Exception, aftermath: str
-) -> MigrationFailedError:
-    """The error for a statement that failed while migrating ``db``."""
-    reason = sentence(db.scrub(str(exc.orig if isinstance(exc, DBAPIError) else exc)))
-    what = f"revision {failed.revision} ({failed.message})" if failed else "the version-table bookkeeping"
-    hint = " Check that the database user may create and alter tables." if _is_permission(reason) else ""
-    return MigrationFailedError(
-        f"granite-assets {what} failed on {db.where}: {reason}{hint} {aftermath}",
-        revision=failed.revision if failed else None,
-    )
-
-
-def sentence(text: str) -> str:
-    """Fold a driver's message onto one line that ends like a sentence."""
-    folded = " ".join(text.split())
-    return folded if folded.endswith((".", "?", "!")) else f"{folded}."
-
-
-def _is_permission(reason: str) -> bool:
-    lowered = reason.lower()
-    denials = ("permission denied", "command denied", "access denied", "readonly database")
-    return any(denial in lowered for denial in denials)
-
-
 def offline_sql(directory: Path, url_or_dialect: str | URL, revision_range: str, *, downgrade: bool) -> str:
     """The SQL script for ``revision_range`` in the dialect of ``url_or_dialect``."""
     import io
@@ -478,11 +303,3 @@ def offline_sql(directory: Path, url_or_dialect: str | URL, revision_range: str,
     config.output_buffer = buffer
     _alembic_command("downgrade" if downgrade else "upgrade")(config, revision_range, sql=True)
     return buffer.getvalue()
-
-
-def unknown_revision(history: History, revision: str) -> UnknownRevisionError:
-    """The error for a revision the caller named that this release does not ship."""
-    return UnknownRevisionError(
-        f"Revision {revision!r} is not one granite-assets ships; "
-        f"choose one of: base, {', '.join(r.revision for r in history.revisions)}."
-    )
