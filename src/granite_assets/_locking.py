@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -86,13 +87,13 @@ class DatabaseLock:
     def try_acquire(self, connection: Connection, wait: float) -> bool:
         """Try once to take the lock, waiting at most ``wait`` seconds where the server can."""
         if self.backend == "postgresql":
+            # The key is a constant: plain driver SQL skips SQLAlchemy's statement compilation.
             fn = "pg_try_advisory_xact_lock" if self.transactional else "pg_try_advisory_lock"
-            got = connection.execute(text(f"SELECT {fn}(:key)"), {"key": POSTGRESQL_LOCK_KEY})
-            return bool(got.scalar())
+            return bool(connection.exec_driver_sql(f"SELECT {fn}({POSTGRESQL_LOCK_KEY})").scalar())
         # GET_LOCK waits on the server; 1 means held, 0 timed out, NULL an error.
         got = connection.execute(
             text("SELECT GET_LOCK(:name, :wait)"),
-            {"name": self.mysql_name, "wait": max(0, int(wait))},
+            {"name": self.mysql_name, "wait": max(0, math.ceil(wait))},
         )
         return got.scalar() == 1
 
@@ -100,7 +101,7 @@ class DatabaseLock:
         """Release the lock; a transaction-level lock goes with the caller's transaction."""
         if self.backend == "postgresql":
             if not self.transactional:
-                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": POSTGRESQL_LOCK_KEY})
+                connection.exec_driver_sql(f"SELECT pg_advisory_unlock({POSTGRESQL_LOCK_KEY})")
         else:
             connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": self.mysql_name})
 
@@ -129,18 +130,23 @@ def lock_for(connection: Connection, *, transactional: bool) -> DatabaseLock | N
 
 
 def acquire(lock: DatabaseLock, connection: Connection, timeout: float, where: str) -> None:
-    """Take ``lock`` on ``connection``, polling until ``timeout`` seconds have passed."""
+    """Take ``lock`` on ``connection`` within ``timeout`` seconds.
+
+    PostgreSQL's lock is polled, backing off up to a second between tries; MySQL's ``GET_LOCK``
+    waits on the server.
+    """
+    if lock.try_acquire(connection, 0):
+        return
     deadline = time.monotonic() + timeout
     pause = _POLL_FIRST
-    while True:
-        remaining = deadline - time.monotonic()
-        if lock.try_acquire(connection, remaining):
-            return
-        if remaining <= 0:
-            raise lock_timeout_error(lock, timeout, where)
+    while (remaining := deadline - time.monotonic()) > 0:
         logger.info("Waiting for the granite-assets migration lock on %s", where)
-        _sleep.get()(min(pause, max(remaining, 0)))
-        pause = min(pause * 2, _POLL_MAX)
+        if lock.backend == "postgresql":
+            _sleep.get()(min(pause, remaining))
+            pause = min(pause * 2, _POLL_MAX)
+        if lock.try_acquire(connection, deadline - time.monotonic()):
+            return
+    raise lock_timeout_error(lock, timeout, where)
 
 
 def lock_timeout_error(lock: DatabaseLock, timeout: float, where: str) -> MigrationLockTimeoutError:

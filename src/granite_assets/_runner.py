@@ -158,9 +158,15 @@ def use_autocommit(connection: Connection, *, on: bool) -> None:
     """
     if connection.dialect.name != "postgresql":
         return
+    wanted = "AUTOCOMMIT" if on else connection.default_isolation_level
+    if (
+        connection.get_execution_options().get("isolation_level", connection.default_isolation_level)
+        == wanted
+    ):
+        return
     if connection.in_transaction():
         connection.rollback()
-    connection.execution_options(isolation_level="AUTOCOMMIT" if on else connection.default_isolation_level)
+    connection.execution_options(isolation_level=wanted)
 
 
 def downgrade(directory: Path, target: Target, revision: str, lock_timeout: float) -> str | None:
