@@ -16,7 +16,6 @@ import logging
 import os
 from dataclasses import dataclass
 from functools import cache, cached_property
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +78,8 @@ class History:
 @cache
 def bundled_directory() -> Path:
     """The folder of the Alembic environment shipped inside the package."""
+    from importlib.resources import files  # imported here: it is slow, and needed once
+
     location = files("granite_assets").joinpath("alembic")
     if not isinstance(location, Path):
         raise MigrationError(
