@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from functools import cache
 from typing import Any
 
 from sqlalchemy import URL, Engine, create_engine, make_url
@@ -83,12 +84,19 @@ def scrub(text: str, url: URL) -> str:
 def is_async(url: URL) -> bool:
     """Tell whether ``url`` names an async driver, refusing unknown dialects."""
     try:
-        return bool(url.get_dialect().is_async)
+        return _driver_is_async(url.drivername)
     except NoSuchModuleError:
         raise InvalidURLError(
             f"Unknown database dialect {url.drivername!r} in {display_url(url)}; "
             "use a dialect SQLAlchemy knows, such as postgresql, mysql or sqlite."
         ) from None
+
+
+@cache
+def _driver_is_async(drivername: str) -> bool:
+    # Loading the dialect class costs more than the rest of a no-op upgrade on SQLite; it
+    # depends on the driver name alone, so it is asked once per process.
+    return bool(URL.create(drivername).get_dialect().is_async)
 
 
 def to_sync_url(url: str | URL) -> str:
