@@ -4,9 +4,10 @@ Alembic learns the history by importing every revision file, which costs more wi
 revision ever shipped. The manifest, ``revisions.json`` beside ``env.py``, lists the revisions
 in order so the common case (a database already at head) needs no Alembic at all.
 
-The manifest is trusted only while it names exactly the ``*.py`` files in ``versions/``; when a
-file was added or removed since it was written, the history is read from the revision files
-instead and a warning says to regenerate the manifest (``make migrate-manifest``).
+The manifest is trusted only while it names exactly the ``*.py`` files in ``versions/`` and its
+entries form one line (each entry's ``down_revision`` is the entry before it); otherwise the
+history is read from the revision files instead and a warning says to regenerate the manifest
+(``make migrate-manifest``). A manifest that is not the document the script writes is an error.
 """
 
 from __future__ import annotations
@@ -41,12 +42,16 @@ class Revision:
         down_revision: The id of the revision it builds on; ``None`` for the first.
         message: The revision's message: the first paragraph of its file's docstring.
         file: The name of its file in ``versions/``.
+        backward_compatible: Whether code written for the previous revision keeps working
+            after this one (the revision file's module-level ``backward_compatible``; absent
+            means ``False``).
     """
 
     revision: str
     down_revision: str | None
     message: str
     file: str
+    backward_compatible: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,14 +103,48 @@ def revision_files(directory: Path) -> list[str]:
 
 def read_manifest(directory: Path) -> History | None:
     """Read the manifest of ``directory``; ``None`` when it is missing or stale."""
+    path = directory / MANIFEST_NAME
     try:
-        data = json.loads((directory / MANIFEST_NAME).read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
-    history = History(tuple(Revision(**entry) for entry in data["revisions"]))
+    history = _parse_manifest(text, path)
     if sorted(r.file for r in history.revisions) != revision_files(directory):
         return None
+    parents = [None, *(r.revision for r in history.revisions[:-1])]
+    if [r.down_revision for r in history.revisions] != parents:
+        return None
     return history
+
+
+_ENTRY_TYPES: dict[str, tuple[type, ...]] = {
+    "revision": (str,),
+    "down_revision": (str, type(None)),
+    "message": (str,),
+    "file": (str,),
+    "backward_compatible": (bool,),
+}
+
+
+def _parse_manifest(text: str, path: Path) -> History:
+    """The history a manifest's text describes; a :class:`MigrationError` if it is malformed."""
+    try:
+        entries = json.loads(text)["revisions"]
+        if not isinstance(entries, list):
+            raise TypeError("revisions is not a list")  # noqa: TRY301 - reported below like the rest
+        revisions = []
+        for entry in entries:
+            if set(entry) != set(_ENTRY_TYPES) or not all(
+                isinstance(entry[key], types) for key, types in _ENTRY_TYPES.items()
+            ):
+                raise TypeError(f"unexpected entry {entry!r}")  # noqa: TRY301
+            revisions.append(Revision(**entry))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise MigrationError(
+            f"The revision manifest {path} is malformed ({type(exc).__name__}: {exc}). "
+            "Maintainers: regenerate it with `make migrate-manifest`."
+        ) from None
+    return History(tuple(revisions))
 
 
 def history_from_scripts(directory: Path) -> History:
@@ -123,12 +162,18 @@ def history_from_scripts(directory: Path) -> History:
         down = sc.down_revision
         if not (down is None or isinstance(down, str)):
             raise MigrationError(f"Revision {sc.revision} merges several parents: not supported.")
+        compatible = getattr(sc.module, "backward_compatible", False)
+        if not isinstance(compatible, bool):
+            raise MigrationError(
+                f"Revision {sc.revision} sets backward_compatible = {compatible!r}; it must be True or False."
+            )
         chain.append(
             Revision(
                 revision=sc.revision,
                 down_revision=down,
                 message=(sc.doc or "").strip(),
                 file=Path(sc.path).name,
+                backward_compatible=compatible,
             )
         )
     return History(tuple(reversed(chain)))
@@ -176,6 +221,7 @@ def manifest_data(history: History) -> dict[str, Any]:
                 "down_revision": r.down_revision,
                 "message": r.message,
                 "file": r.file,
+                "backward_compatible": r.backward_compatible,
             }
             for r in history.revisions
         ],
@@ -193,12 +239,17 @@ def write_manifest(directory: Path) -> History:
 
 def manifest_problems(directory: Path) -> list[str]:
     """Describe how the manifest of ``directory`` differs from its revision files; empty if none."""
+    path = directory / MANIFEST_NAME
     try:
-        written = json.loads((directory / MANIFEST_NAME).read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return [f"{directory / MANIFEST_NAME} is missing"]
+        return [f"{path} is missing"]
+    try:
+        written = manifest_data(_parse_manifest(text, path))
+    except MigrationError as exc:
+        return [str(exc)]
     expected = manifest_data(history_from_scripts(directory))
-    if written == expected:
+    if written == expected and json.loads(text).get("note") == expected["note"]:
         return []
     have = {e["revision"]: e for e in written.get("revisions", [])}
     want = {e["revision"]: e for e in expected["revisions"]}
