@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from conftest import add_revision
 
+from granite_assets._errors import MigrationError
 from granite_assets._history import (
     MANIFEST_NAME,
-    MigrationError,
     load_history,
     manifest_problems,
     write_manifest,
