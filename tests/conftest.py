@@ -130,6 +130,15 @@ class Database:
         finally:
             engine.dispose()
 
+    def all_rows(self, sql: str) -> list[tuple[object, ...]]:
+        """Run a query and return every row as a tuple."""
+        engine = create_engine(self.url, poolclass=NullPool)
+        try:
+            with engine.connect() as connection:
+                return [tuple(row) for row in connection.execute(text(sql))]
+        finally:
+            engine.dispose()
+
     def execute(self, *statements: str) -> None:
         """Run statements in one committed transaction."""
         engine = create_engine(self.url, poolclass=NullPool)

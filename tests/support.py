@@ -101,8 +101,11 @@ def version_rows(database: Database) -> list[str] | None:
 
 
 def snapshot(database: Database) -> tuple[frozenset[str], list[str] | None]:
-    """The database's tables and version rows, to compare before and after a refused call."""
-    return frozenset(database.table_names()), version_rows(database)
+    """The database's tables and version-table rows (whatever their columns), to compare around a call."""
+    tables = frozenset(database.table_names())
+    if VERSION_TABLE not in tables:
+        return tables, None
+    return tables, sorted(str(row) for row in database.all_rows(f"SELECT * FROM {VERSION_TABLE}"))
 
 
 def mysql_lock_name(database: Database) -> str:
@@ -230,11 +233,17 @@ class Workers:
         logs: Path,
         *,
         announce: bool = False,
+        autocommit_connection: bool = False,
         env: dict[str, str] | None = None,
         deadline: float = 300,
     ) -> None:
         self.count = count
-        self.args = [str(directory), str(lock_timeout), *(["--announce"] if announce else [])]
+        self.args = [
+            str(directory),
+            str(lock_timeout),
+            *(["--announce"] if announce else []),
+            *(["--autocommit-connection"] if autocommit_connection else []),
+        ]
         self.logs = logs
         self.env = {**os.environ, **(env or {})}
         self.deadline = deadline

@@ -8,6 +8,7 @@ import traceback
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from conftest import ASYNC_DRIVERS, BACKENDS, Backend, Database
@@ -45,9 +46,13 @@ class Case:
     name: str
     backends: tuple[str, ...]
     error: type[MigrationError]
-    says: str  # part of the message the user reads
+    says: str | dict[str, str]  # part of the message the user reads (per backend, if it differs)
     target: Target
     prepare: tuple[str, ...] = ()  # statements that put the database in the bad state
+
+    def says_on(self, backend: str) -> str:
+        """What the message says on ``backend``."""
+        return self.says if isinstance(self.says, str) else self.says[backend]
 
 
 def fake_password(database: Database, password: str, _stack: ExitStack) -> URL:
@@ -78,8 +83,6 @@ def missing_driver(database: Database, password: str, stack: ExitStack) -> URL:
 
 
 def unreachable(database: Database, password: str, stack: ExitStack) -> URL:
-    if database.backend.name == "sqlite":
-        return database.url.set(database=f"{database.url.database}.missing/folder/app.db")
     with socket.socket() as probe:  # a port nothing listens on: bound, then closed
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -95,6 +98,26 @@ def silent_server(database: Database, password: str, stack: ExitStack) -> URL:
     listener.listen(8)  # the kernel completes the handshake; nothing ever reads or answers
     port = listener.getsockname()[1]
     return fake_password(database, password, stack).set(host="127.0.0.1", port=port)
+
+
+def missing_folder(database: Database, _password: str, _stack: ExitStack) -> URL:
+    return database.url.set(database=f"{database.url.database}.missing/folder/app.db")
+
+
+def not_a_database(database: Database, _password: str, _stack: ExitStack) -> URL:
+    garbage = Path(f"{database.url.database}.txt")
+    garbage.write_text("These are an application's notes, not a SQLite database.\n" * 200, encoding="utf-8")
+    return database.url.set(database=str(garbage))
+
+
+def in_memory(_database: Database, _password: str, _stack: ExitStack) -> str:
+    return "sqlite://"
+
+
+def no_such_database(database: Database, password: str, stack: ExitStack) -> URL:
+    return stack.enter_context(login(database, password, "owner")).set(
+        database=f"{database.url.database}_gone"
+    )
 
 
 def refused_login(database: Database, password: str, stack: ExitStack) -> URL:
@@ -122,12 +145,37 @@ def version_table(*rows: str) -> tuple[str, ...]:
     )
 
 
+def foreign_version_table() -> tuple[str, ...]:
+    """Statements that make a table of granite-assets' version table's name, with another tool's columns."""
+    return (
+        f"CREATE TABLE {VERSION_TABLE} (id INTEGER PRIMARY KEY, applied_at VARCHAR(40))",
+        f"INSERT INTO {VERSION_TABLE} (id, applied_at) VALUES (1, 'yesterday')",
+    )
+
+
 CASES = [
     Case("malformed-url", ALL, InvalidURLError, "malformed", malformed),
     Case("unknown-dialect", ALL, InvalidURLError, "Unknown database dialect", unknown_dialect),
     Case("sqlite-url-with-a-host", ("sqlite",), InvalidURLError, "cannot be used", sqlite_with_host),
     Case("missing-driver", ALL, MissingDependencyError, "is not installed", missing_driver),
-    Case("unreachable-server", ALL, DatabaseConnectionError, "Could not connect", unreachable),
+    Case("unreachable-server", SERVERS, DatabaseConnectionError, "server is running", unreachable),
+    Case("sqlite-folder-missing", ("sqlite",), DatabaseConnectionError, "folder exists", missing_folder),
+    Case(
+        "sqlite-not-a-database",
+        ("sqlite",),
+        DatabaseConnectionError,
+        "is not a SQLite database",
+        not_a_database,
+    ),
+    Case("sqlite-in-memory", ("sqlite",), InvalidURLError, "StaticPool", in_memory),
+    Case(
+        "no-such-database",
+        SERVERS,
+        DatabaseConnectionError,
+        # MariaDB tells a user without rights to a database only that it may not use it.
+        {"postgresql": "does not exist on that server", "mysql": "or it does not exist"},
+        no_such_database,
+    ),
     # Not on MariaDB: PyMySQL's connect_timeout bounds only the TCP connect, then it waits for the
     # server's greeting without limit (its read_timeout would also cut GET_LOCK's server-side wait).
     Case("silent-server", ("postgresql",), DatabaseConnectionError, "Could not connect", silent_server),
@@ -136,8 +184,20 @@ CASES = [
         "may-not-create-tables",
         ALL,
         MigrationFailedError,
-        "may create and alter tables",
+        {
+            "sqlite": "may write the database file",
+            "postgresql": "may create and alter tables",
+            "mysql": "may create and alter tables",
+        },
         read_only,
+    ),
+    Case(
+        "foreign-version-table",
+        ALL,
+        InvalidVersionTableError,
+        "is not granite-assets' version table",
+        real_login,
+        foreign_version_table(),
     ),
     Case(
         "two-version-rows",
@@ -188,7 +248,7 @@ def test_bad_input_is_refused_clearly(
             migrations.upgrade_to_head(target, lock_timeout=5)
         after = snapshot(database)
     error = caught.value
-    assert case.says in str(error)
+    assert case.says_on(backend.name) in str(error)
     assert after == before
     assert password not in str(error)
     assert password not in "".join(traceback.format_exception(error))

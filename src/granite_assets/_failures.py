@@ -14,9 +14,13 @@ if TYPE_CHECKING:
     from granite_assets._target import Database
 
 
+_BOOKKEEPING_TABLES = (VERSION_TABLE, "granite_assets_compatibility")
+
+
 def in_bookkeeping(exc: Exception) -> bool:
-    """Tell whether ``exc`` came from a statement on the version table, not from a revision."""
-    return isinstance(exc, DBAPIError) and VERSION_TABLE in str(exc.statement or "")
+    """Tell whether ``exc`` came from a statement on granite-assets' own records, not from a revision."""
+    statement = str(exc.statement or "") if isinstance(exc, DBAPIError) else ""
+    return any(table in statement for table in _BOOKKEEPING_TABLES)
 
 
 def aftermath(
@@ -53,7 +57,13 @@ def revision_failed(db: Database, failed: Revision | None, exc: Exception, left:
     """The error for a statement that failed while migrating ``db``."""
     reason = sentence(db.scrub(str(exc.orig if isinstance(exc, DBAPIError) else exc)))
     what = f"revision {failed.revision} ({failed.message})" if failed else "the version-table bookkeeping"
-    hint = " Check that the database user may create and alter tables." if _is_permission(reason) else ""
+    hint = ""
+    if _is_permission(reason):
+        hint = (
+            " Check that this process may write the database file and its folder."
+            if db.url.get_backend_name() == "sqlite"
+            else " Check that the database user may create and alter tables."
+        )
     return MigrationFailedError(
         f"granite-assets {what} failed on {db.where}: {reason}{hint} {left}",
         revision=failed.revision if failed else None,
@@ -61,9 +71,9 @@ def revision_failed(db: Database, failed: Revision | None, exc: Exception, left:
 
 
 def sentence(text: str) -> str:
-    """Fold a driver's message onto one line that ends like a sentence."""
-    folded = " ".join(text.split())
-    return folded if folded.endswith((".", "?", "!")) else f"{folded}."
+    """Fold a driver's message onto one line that ends like a sentence, each of its lines too."""
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    return " ".join(line if line.endswith((".", "?", "!", ":")) else f"{line}." for line in lines if line)
 
 
 def _is_permission(reason: str) -> bool:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from granite_assets._errors import DatabaseConnectionError
+from granite_assets._errors import DatabaseConnectionError, InvalidURLError
 from granite_assets._failures import sentence
 from granite_assets._urls import (
     create_owned_engine,
@@ -58,24 +58,84 @@ def resolve(target: Target, lock_timeout: float) -> Iterator[Database]:
         )
     url = parse_url(target)
     require_sync(url)
-    engine = create_owned_engine(url, lock_timeout)
+    refuse_in_memory(url)
+    engine: Engine = create_owned_engine(url, lock_timeout)
     try:
         yield Database(url, engine, owned=True)
     finally:
         engine.dispose()
 
 
+def refuse_in_memory(url: URL) -> None:
+    """Refuse a SQLite URL for an in-memory database, which would vanish with the call's engine."""
+    if url.get_backend_name() != "sqlite":
+        return
+    name = url.database or ""
+    if name in {"", ":memory:"} or name.startswith("file::memory:") or url.query.get("mode") == "memory":
+        raise InvalidURLError(
+            f"{display_url(url)} is an in-memory SQLite database: granite-assets would create it, "
+            "migrate it and lose it when the call returns, since every connection of its own gets "
+            "a new one. Pass an Engine instead, created with poolclass=sqlalchemy.pool.StaticPool, "
+            "and use the same engine in your application."
+        )
+
+
+# The connection failures that get advice of their own: SQLSTATEs, MySQL error codes, and what
+# libpq says (psycopg2 has no SQLSTATE for a failure before the session starts).
+_NO_DATABASE = ({"3D000"}, {1049}, ("database", "does not exist"))
+_BAD_LOGIN = ({"28P01", "28000"}, {1045}, ("password authentication failed",))
+_NO_ACCESS = ({"42501"}, {1044}, ("permission denied for database",))
+
+
 @contextmanager
 def connect(db: Database) -> Iterator[Connection]:
-    """Open a connection of our own, turning connection failures into clear errors."""
+    """Open a connection of our own, turning connection failures into errors that say what to do."""
     try:
         connection = db.engine.connect()
     except ImportError as exc:
         raise missing_driver(db.url, exc) from None
     except DBAPIError as exc:
-        raise DatabaseConnectionError(
-            f"Could not connect to {db.where}: {sentence(db.scrub(str(exc.orig)))} Check that the "
-            "server is running and reachable from here, and that the user name and password are right."
-        ) from None
+        raise connection_error(db, str(exc.orig), exc.orig) from None
+    except OSError as exc:  # drivers such as asyncpg let the socket's own error through
+        raise connection_error(db, f"{type(exc).__name__}: {exc}", exc) from None
     with connection:
         yield connection
+
+
+def connection_error(db: Database, text: str, orig: BaseException | None) -> DatabaseConnectionError:
+    """The error for a connection the server refused or could not be made, with advice that fits."""
+    reason = sentence(db.scrub(text))
+    if db.url.get_backend_name() == "sqlite":
+        advice = "Check the file name, and that its folder exists and this process may write in it."
+        return DatabaseConnectionError(f"Could not open the SQLite database {db.where}: {reason} {advice}")
+    if _is(orig, reason, *_NO_DATABASE):
+        advice = (
+            f"The database {db.url.database!r} does not exist on that server: create it "
+            f"(CREATE DATABASE {db.url.database}) or correct the URL."
+        )
+    elif _is(orig, reason, *_NO_ACCESS):
+        advice = (
+            f"The user may not use the database {db.url.database!r}, or it does not exist: check the "
+            "name in the URL, and create the database or grant the user access to it."
+        )
+    elif _is(orig, reason, *_BAD_LOGIN):
+        advice = "Check the user name and password, and that this user may connect to that database."
+    else:
+        advice = (
+            "Check that the server is running and reachable from here, and that the user name "
+            "and password are right."
+        )
+    return DatabaseConnectionError(f"Could not connect to {db.where}: {reason} {advice}")
+
+
+def _is(
+    orig: BaseException | None, reason: str, states: set[str], codes: set[int], words: tuple[str, ...]
+) -> bool:
+    """Tell whether a driver's error is the failure described by its code, or else by its words."""
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int):  # MySQL's own error number says more than its SQLSTATE
+        return args[0] in codes
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if isinstance(code, str):
+        return code in states
+    return all(word in reason for word in words)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import re
+from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import URL, Engine, create_engine, make_url
+from sqlalchemy import URL, create_engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.pool import NullPool
 
@@ -74,10 +76,26 @@ def display_url(url: URL) -> str:
     return url.set(query=query).render_as_string(hide_password=True)
 
 
+# Secrets are hidden where they stand: in a URL's user part, after a key such as password=, and
+# (when long enough to be told from ordinary words) as a word of their own, or anywhere once long
+# enough to stand for nothing else. Replacing every
+# substring would turn a one-letter password into holes in every word that holds that letter,
+# which both mangles the message and spells the secret out.
+_KEYED = r"(?i)(\b(?:{keys})\s*[=:]\s*)(['\"]?){secret}(?=\2(?:$|[\s&;,)'\"]))"
+_WORD_MIN, _ANYWHERE_MIN = 4, 8
+
+
 def scrub(text: str, url: URL) -> str:
-    """Return ``text`` with every secret of ``url`` replaced by ``***``."""
+    """Return ``text`` with the secrets of ``url`` replaced by ``***`` wherever they stand as secrets."""
+    keys = "|".join(_SECRET_QUERY_KEYS)
     for secret in secrets_of(url):
-        text = text.replace(secret, _HIDDEN)
+        quoted = re.escape(secret)
+        text = re.sub(rf"(://[^/\s:@]*:){quoted}(?=@)", rf"\g<1>{_HIDDEN}", text)
+        text = re.sub(_KEYED.format(keys=keys, secret=quoted), rf"\g<1>\g<2>{_HIDDEN}", text)
+        if len(secret) >= _ANYWHERE_MIN:  # too long to stand for anything else
+            text = text.replace(secret, _HIDDEN)
+        elif len(secret) >= _WORD_MIN:
+            text = re.sub(rf"(?<!\w){quoted}(?!\w)", _HIDDEN, text)
     return text
 
 
@@ -139,29 +157,55 @@ def require_sync(url: URL) -> None:
     )
 
 
+# Each driver's name for "give up connecting after this many seconds"; a driver missing here is
+# given none, rather than an argument it would refuse.
+_CONNECT_TIMEOUT_ARGUMENT = {
+    "psycopg2": "connect_timeout",
+    "psycopg": "connect_timeout",
+    "psycopg_async": "connect_timeout",
+    "asyncpg": "timeout",
+    "pg8000": "timeout",
+    "pymysql": "connect_timeout",
+    "mysqldb": "connect_timeout",
+    "aiomysql": "connect_timeout",
+    "asyncmy": "connect_timeout",
+    "mariadbconnector": "connect_timeout",
+    "mysqlconnector": "connection_timeout",
+}
+# SQLite's busy timeout is a C int of milliseconds: its largest value stands in for "no limit".
+_SQLITE_TIMEOUT_MAX = (2**31 - 1) / 1000
+
+
 def engine_options(url: URL, lock_timeout: float) -> dict[str, Any]:
     """Keyword arguments for ``create_engine`` that bound every wait.
 
-    Connection waits are bounded by :data:`CONNECT_TIMEOUT`; on SQLite the busy timeout is the
-    lock timeout, since SQLite's migration lock is the file's write lock.
+    Connection waits are bounded by :data:`CONNECT_TIMEOUT`. On SQLite, a statement waits for
+    the file's lock up to ``lock_timeout`` (or the URL's own ``?timeout=``); the migration lock
+    itself is polled for ``lock_timeout`` whatever the URL says (see ``_locking``).
     """
     connect_args: dict[str, Any] = {}
-    backend = url.get_backend_name()
-    if backend == "sqlite":
+    if url.get_backend_name() == "sqlite":
         if "timeout" not in url.query:
-            connect_args["timeout"] = lock_timeout
-    elif backend in {"postgresql", "mysql", "mariadb"}:
-        key = "timeout" if url.get_driver_name() == "asyncpg" else "connect_timeout"
-        if key not in url.query:
+            connect_args["timeout"] = min(lock_timeout, _SQLITE_TIMEOUT_MAX)
+    else:
+        key = _CONNECT_TIMEOUT_ARGUMENT.get(url.get_driver_name())
+        if key is not None and key not in url.query:
             connect_args[key] = CONNECT_TIMEOUT
     # NullPool: every connection is closed when released, so nothing outlives the call.
     return {"poolclass": NullPool, "connect_args": connect_args}
 
 
-def create_owned_engine(url: URL, lock_timeout: float) -> Engine:
-    """Create the engine for a URL target; the caller disposes it."""
+_E = TypeVar("_E")
+
+
+def create_owned_engine(
+    url: URL,
+    lock_timeout: float,
+    create: Callable[..., _E] = create_engine,  # type: ignore[assignment]
+) -> _E:
+    """Create the engine for a URL target with ``create`` (an async one's, say); the caller disposes it."""
     try:
-        return create_engine(url, **engine_options(url, lock_timeout))
+        return create(url, **engine_options(url, lock_timeout))
     except ImportError as exc:
         raise missing_driver(url, exc) from None
     except ArgumentError as exc:  # the dialect refuses the URL: a SQLite URL with a host, say

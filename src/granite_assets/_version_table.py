@@ -1,0 +1,97 @@
+"""Reading the revision a database is at from granite-assets' version table, and only from it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, inspect
+from sqlalchemy.exc import DBAPIError
+
+from granite_assets._errors import DatabaseConnectionError, InvalidVersionTableError, MigrationFailedError
+from granite_assets._failures import sentence
+from granite_assets._history import VERSION_TABLE
+
+if TYPE_CHECKING:
+    from granite_assets._target import Database
+
+_SELECT_VERSION = f"SELECT version_num FROM {VERSION_TABLE}"
+# SQLSTATEs: PostgreSQL's undefined_table and MySQL's (and ODBC's) 42S02; undefined_column likewise.
+_NO_SUCH_TABLE = ({"42P01", "42S02"}, 1146, "no such table")
+_NO_SUCH_COLUMN = ({"42703", "42S22"}, 1054, "no such column")
+
+
+def stored_revision(connection: Connection, db: Database, *, keep_transaction: bool) -> str | None:
+    """The revision recorded in the version table; ``None`` when it is missing or empty.
+
+    The table is read straight away: a missing table costs one failed SELECT, not an extra
+    existence query on every call. PostgreSQL aborts a transaction on any failed statement, so
+    in a transaction that must survive (the caller's) its existence is checked first.
+    """
+    if keep_transaction and connection.dialect.name == "postgresql" and not has_table(connection):
+        return None
+    try:
+        rows = connection.exec_driver_sql(_SELECT_VERSION).fetchall()
+    except DBAPIError as exc:
+        _unless_missing(connection, db, exc, keep_transaction=keep_transaction)
+        return None
+    if len(rows) > 1:
+        found = ", ".join(sorted(str(r[0]) for r in rows))
+        raise InvalidVersionTableError(
+            f"{VERSION_TABLE} on {db.where} holds {len(rows)} rows ({found}); granite-assets keeps "
+            "exactly one. Delete the rows that are not the database's real revision."
+        )
+    return str(rows[0][0]) if rows else None
+
+
+def has_table(connection: Connection, name: str = VERSION_TABLE) -> bool:
+    """Tell whether ``name`` exists, without a statement that could fail."""
+    return bool(inspect(connection).has_table(name))
+
+
+def _unless_missing(connection: Connection, db: Database, exc: DBAPIError, *, keep_transaction: bool) -> None:
+    """Return quietly when a failed read means the table is missing (no revision); raise otherwise."""
+    reason = sentence(db.scrub(str(exc.orig)))
+    own = not keep_transaction
+    if connection.dialect.name == "sqlite" and "not a database" in reason:
+        raise DatabaseConnectionError(
+            f"{db.where} is not a SQLite database ({reason}) Check the file name in the URL."
+        ) from None
+    missing = _says(exc, *_NO_SUCH_TABLE)
+    if missing is None and own:  # a driver whose errors we cannot read: ask
+        connection.rollback()
+        missing = not has_table(connection)
+    if missing:
+        if own and connection.in_transaction():
+            connection.rollback()
+        return
+    if _says(exc, *_NO_SUCH_COLUMN):
+        raise InvalidVersionTableError(
+            f"{VERSION_TABLE} on {db.where} is not granite-assets' version table: "
+            f"{_layout(connection, own=own, reason=reason)} granite-assets keeps one column, version_num. "
+            "If another tool made this table, rename that tool's table or drop this one."
+        ) from None
+    raise MigrationFailedError(f"Could not read {VERSION_TABLE} on {db.where}: {reason}", None) from None
+
+
+def _layout(connection: Connection, *, own: bool, reason: str) -> str:
+    """Say what the version table holds instead, as far as the connection can still ask."""
+    if own or connection.dialect.name != "postgresql":  # a PostgreSQL transaction is aborted now
+        if own:
+            connection.rollback()
+        columns = [str(c["name"]) for c in inspect(connection).get_columns(VERSION_TABLE)]
+        return f"its columns are {', '.join(columns)}."
+    return reason
+
+
+def _says(exc: DBAPIError, states: set[str], mysql_code: int, sqlite_text: str) -> bool | None:
+    """Tell whether ``exc`` is the error described; ``None`` when the driver is one we cannot read."""
+    orig = exc.orig
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if isinstance(code, str):
+        return code in states
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int):
+        return args[0] == mysql_code
+    if sqlite_text in str(orig):
+        return True
+    return None
