@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import Database, add_revision
 from sqlalchemy import create_engine, text
-from sqlalchemy.pool import NullPool, QueuePool
+from sqlalchemy.pool import QueuePool
 
 from granite_assets import _runner
 from granite_assets.migrations import (
@@ -88,38 +88,6 @@ def test_url_target_leaves_no_connection_open(database: Database) -> None:
     upgrade_to_head(database.url_string)
     upgrade_to_head(database.url_string)
     assert connections_to(database) == 0
-
-
-def test_connection_target_commits_nothing(database: Database) -> None:
-    """On a caller's connection the work stays in the caller's transaction until the caller commits."""
-    engine = create_engine(database.url, poolclass=NullPool)
-    try:
-        with engine.connect() as connection:
-            assert upgrade_to_head(connection) == head_revision()
-            assert connection.in_transaction()
-            assert current_revision(connection) == head_revision()
-            connection.commit()
-        assert database.scalar_rows(f"SELECT version_num FROM {VERSION_TABLE}") == [head_revision()]
-    finally:
-        engine.dispose()
-
-
-def test_connection_target_rolled_back_leaves_no_trace(database: Database) -> None:
-    """When the caller rolls back, transactional-DDL backends keep nothing of the upgrade.
-
-    MariaDB commits DDL on its own, which the deployment docs say; there the table stays.
-    """
-    engine = create_engine(database.url, poolclass=NullPool)
-    try:
-        with engine.connect() as connection:
-            upgrade_to_head(connection)
-            connection.rollback()
-    finally:
-        engine.dispose()
-    if database.backend.name == "mysql":
-        assert VERSION_TABLE in database.table_names()
-    else:
-        assert VERSION_TABLE not in database.table_names()
 
 
 def test_pending_revisions_are_applied_in_order(database: Database, environment_copy: Path) -> None:

@@ -7,7 +7,9 @@ granite-assets, prints ``ready``, then for every database URL it reads on stdin 
 worker's stdin is the start barrier: the workers are idle and imported, and all start at once.
 
 With ``--announce`` the worker prints ``locking`` when it has found work pending on the no-op
-path and goes to take the migration lock, so a test knows it is past its first read.
+path and goes to take the migration lock, so a test knows it is past its first read. With
+``--autocommit-connection`` it passes a connection of its own in AUTOCOMMIT instead of the URL,
+as a host with such a connection does.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
 
 from granite_assets import _runner
 
@@ -31,6 +36,19 @@ def announce_before_locking() -> None:
     _runner.migrate_locked = migrate_locked
 
 
+def upgrade(directory: Path, url: str, lock_timeout: float, autocommit_connection: bool) -> str | None:
+    """Upgrade ``url``, or a connection in AUTOCOMMIT to it."""
+    if not autocommit_connection:
+        return _runner.upgrade(directory, url, lock_timeout)
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            return _runner.upgrade(directory, connection, lock_timeout)
+    finally:
+        engine.dispose()
+
+
 def main(argv: list[str]) -> int:
     """Serve upgrade requests read from stdin until it closes."""
     directory, lock_timeout = Path(argv[0]), float(argv[1])
@@ -41,7 +59,7 @@ def main(argv: list[str]) -> int:
         url = line.strip()
         result: dict[str, str | None]
         try:
-            result = {"revision": _runner.upgrade(directory, url, lock_timeout)}
+            result = {"revision": upgrade(directory, url, lock_timeout, "--autocommit-connection" in argv)}
         except Exception as exc:  # noqa: BLE001 - the test judges every failure
             result = {"error": type(exc).__name__, "message": str(exc)}
         print(json.dumps(result), flush=True)

@@ -17,8 +17,8 @@ from sqlalchemy.util import greenlet_spawn
 
 from granite_assets import _locking, _runner
 from granite_assets._history import load_history
-from granite_assets._target import Database
-from granite_assets._urls import engine_options, is_async, missing_driver, parse_url
+from granite_assets._target import Database, refuse_in_memory
+from granite_assets._urls import create_owned_engine, is_async, parse_url
 
 try:  # SQLAlchemy 2.1 renamed await_only to await_
     from sqlalchemy.util import await_ as _await
@@ -35,6 +35,7 @@ async def upgrade_async(
     directory: Path, target: AsyncEngine | AsyncConnection | str | URL, lock_timeout: float
 ) -> str | None:
     """Upgrade through an async engine or connection, or an async (or sync) URL."""
+    lock_timeout = _locking.check_lock_timeout(lock_timeout)
     if isinstance(target, AsyncConnection):
         return await target.run_sync(
             lambda c: _locking.with_sleep(_cooperative_sleep, _runner.upgrade, directory, c, lock_timeout)
@@ -45,10 +46,8 @@ async def upgrade_async(
     if not is_async(url):
         # A sync URL: run the sync implementation in a worker thread to keep the loop free.
         return await asyncio.to_thread(_runner.upgrade, directory, url, lock_timeout)
-    try:
-        engine = create_async_engine(url, **engine_options(url, lock_timeout))
-    except ImportError as exc:
-        raise missing_driver(url, exc) from None
+    refuse_in_memory(url)
+    engine = create_owned_engine(url, lock_timeout, create_async_engine)
     try:
         return await _upgrade_engine(directory, engine, url, lock_timeout, owned=True)
     finally:

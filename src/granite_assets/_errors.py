@@ -53,18 +53,30 @@ class InvalidVersionTableError(MigrationError):
 
 
 class DatabaseAheadError(MigrationError):
-    """The database holds a revision this release of granite-assets does not ship.
+    """The database holds a revision this release of granite-assets does not ship, and this call cannot go on.
 
-    This happens after an application rollback: a newer granite-assets upgraded the database.
-    Upgrade the granite-assets package, or downgrade the database with the newer release first.
+    This happens after an application rollback, or during a rolling update: a newer
+    granite-assets upgraded the database. Upgrades and start-up checks go on when the database
+    records that every newer revision is backward compatible; otherwise, and for every downgrade,
+    this is raised. Roll forward, or downgrade the database with the newer release first.
 
     Attributes:
-        revision: The unknown revision found in the database.
+        revision: The revision found in the database, which this release does not ship.
+        reason: ``"incompatible"`` when a newer revision is not backward compatible (``blocking``
+            names the first), ``"unrecorded"`` when the database does not record whether the
+            newer revisions are (a release without that record migrated it), or
+            ``"compatible"`` when they all are but the call was a downgrade, which only the
+            newer release can run.
+        blocking: The first newer revision that is not backward compatible, when known.
     """
 
-    def __init__(self, message: str, revision: str) -> None:
+    def __init__(
+        self, message: str, revision: str, reason: str = "unrecorded", blocking: str | None = None
+    ) -> None:
         super().__init__(message)
         self.revision = revision
+        self.reason = reason
+        self.blocking = blocking
 
 
 class DatabaseBehindError(MigrationError):
@@ -79,6 +91,17 @@ class DatabaseBehindError(MigrationError):
         super().__init__(message)
         self.current = current
         self.pending = tuple(pending)
+
+
+class UnsupportedConnectionError(MigrationError):
+    """A caller's connection cannot hold the migration safely in the state it is in; nothing was changed.
+
+    Raised, only when revisions are pending, for a connection in a transaction on MariaDB or
+    MySQL (DDL commits on its own there), on SQLite with ``PRAGMA foreign_keys`` on (table rebuilds
+    need it off, which SQLite only allows outside a transaction), and on PostgreSQL at REPEATABLE
+    READ or SERIALIZABLE when another process migrated the database after the transaction began.
+    Pass the Engine instead, or roll back and call again in a new transaction.
+    """
 
 
 class MigrationLockTimeoutError(MigrationError):

@@ -73,6 +73,10 @@ class History:
         """Tell whether ``revision`` is part of this history."""
         return revision in self._position
 
+    def get(self, revision: str) -> Revision:
+        """The revision with the id ``revision``, which must be part of this history."""
+        return self.revisions[self._position[revision]]
+
     def after(self, revision: str | None) -> tuple[Revision, ...]:
         """The revisions newer than ``revision`` (all of them for ``None``), oldest first."""
         if revision is None:

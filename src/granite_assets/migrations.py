@@ -27,6 +27,7 @@ from granite_assets._errors import (
     MigrationLockTimeoutError,
     MissingDependencyError,
     UnknownRevisionError,
+    UnsupportedConnectionError,
 )
 from granite_assets._history import VERSION_TABLE as _VERSION_TABLE
 from granite_assets._history import Revision, bundled_directory, load_history
@@ -50,6 +51,7 @@ __all__ = [
     "MissingDependencyError",
     "Revision",
     "UnknownRevisionError",
+    "UnsupportedConnectionError",
     "check_up_to_date",
     "current_revision",
     "downgrade",

@@ -31,7 +31,8 @@ from alembic.operations import Operations
 from alembic.script import write_hooks
 from sqlalchemy import Connection, create_engine, pool
 
-from granite_assets._history import VERSION_TABLE, write_manifest
+from granite_assets import _compat
+from granite_assets._history import VERSION_TABLE, History, load_history, write_manifest
 from granite_assets.models import TABLE_PREFIX, Base
 
 if TYPE_CHECKING:
@@ -49,8 +50,8 @@ def include_name(name: str | None, type_: NameFilterType, parent_names: NameFilt
     """Let autogenerate see only granite-assets' tables, never the host's."""
     if type_ == "schema":
         return name is None
-    if type_ == "table":
-        return name is not None and name.startswith(TABLE_PREFIX)
+    if type_ == "table":  # the compatibility record is bookkeeping, as the version table is
+        return name is not None and name.startswith(TABLE_PREFIX) and name != _compat.COMPATIBILITY_TABLE
     return True
 
 
@@ -78,16 +79,22 @@ def process_revision_directives(
         script.rev_id = f"{count + 1:04d}"
 
 
+def history() -> History:
+    """The history being run: the caller's copy, or read from this folder."""
+    given: History | None = config.attributes.get("granite_assets_history")
+    return given if given is not None else load_history(Path(context.script.dir))
+
+
 def record_step(ctx: MigrationContext, step: MigrationInfo, heads: Iterable[str], run_args: Any) -> None:
-    """Log each applied or reverted revision to the ``granite_assets`` logger."""
+    """Record each applied or reverted revision, in its transaction, and log it."""
     if step.is_stamp or ctx.as_sql:  # offline SQL applies nothing, and its output must stay SQL
         return
-    script = step.up_revision
-    doc = str(getattr(script, "doc", "") or "").strip()
-    revision = step.up_revision_id
+    revision = history().get(str(step.up_revision_id))
+    if config.attributes.get("granite_assets_keeps_record") and ctx.connection is not None:
+        _compat.record_step(ctx.connection, revision, applied=step.is_upgrade)
     verb = "Applied" if step.is_upgrade else "Reverted"
-    logger.info("%s revision %s (%s)", verb, revision, doc)
-    config.attributes.setdefault("granite_assets_steps", []).append(revision)
+    logger.info("%s revision %s (%s)", verb, revision.revision, revision.message)
+    config.attributes.setdefault("granite_assets_steps", []).append(revision.revision)
 
 
 @write_hooks.register("granite_assets_revision")
@@ -132,8 +139,10 @@ def run_migrations_offline() -> None:
 
 
 def run_on(connection: Connection) -> None:
-    """Run the requested command on ``connection``."""
+    """Run the requested command on ``connection``, with the compatibility record made current first."""
     configure(connection)
+    current = context.get_context().get_current_revision()
+    config.attributes["granite_assets_keeps_record"] = _compat.ensure(connection, history(), current)
     with context.begin_transaction():
         context.run_migrations()
 

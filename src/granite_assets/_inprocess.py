@@ -1,0 +1,67 @@
+"""One Alembic run at a time in this process, and the host's own Alembic run left as it was.
+
+Alembic keeps its ``context`` and ``op`` proxies in module globals: two runs at once in one
+process (threads of a multi-tenant host, ``asyncio.gather``) overwrite each other's, so a call
+fails or one database receives another's tables. And a run nested in the host's own (a host
+``env.py`` that upgrades granite-assets first) removes the host's proxies when it ends.
+
+So the Alembic part of every migration holds a process-wide lock, taken after the database's
+migration lock (so no thread waits for a database lock while holding it), and puts back the
+proxies it found when it ends. Reading the version table, the no-op path, needs neither.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from granite_assets._errors import MigrationLockTimeoutError
+from granite_assets._locking import wait_for, waits_cooperatively
+
+_alembic_run = threading.Lock()
+
+
+def _take(budget: float) -> bool:
+    if waits_cooperatively() or budget <= 0:
+        # Inside an async caller's event loop: never block it; wait_for yields between tries.
+        return _alembic_run.acquire(blocking=False)
+    return _alembic_run.acquire(timeout=budget)  # a plain thread may block, a slice at a time
+
+
+@contextmanager
+def alembic_run(timeout: float, where: str) -> Iterator[None]:
+    """Hold the process's Alembic lock, and restore the Alembic proxies found on entry, on exit."""
+    if not wait_for(
+        _take,
+        timeout=timeout,
+        waiting_for=f"another granite-assets migration in this process to finish before migrating {where}",
+        hint="Alembic runs one migration at a time per process",
+        pauses=waits_cooperatively(),
+    ):
+        raise MigrationLockTimeoutError(
+            f"Another granite-assets migration in this process (another thread or task) ran for more "
+            f"than {timeout:g} seconds, so {where} was not migrated. Wait for it to finish, or raise "
+            "lock_timeout."
+        )
+    try:
+        with _host_alembic_kept():
+            yield
+    finally:
+        _alembic_run.release()
+
+
+@contextmanager
+def _host_alembic_kept() -> Iterator[None]:
+    """Put back the ``alembic.context`` and ``alembic.op`` proxies that were installed on entry."""
+    import alembic.context
+    import alembic.op
+
+    found: list[Any] = [vars(module).get("_proxy") for module in (alembic.context, alembic.op)]
+    try:
+        yield
+    finally:
+        for proxy in found:
+            if proxy is not None:
+                proxy._install_proxy()  # noqa: SLF001 - Alembic's only way to reinstate a proxy

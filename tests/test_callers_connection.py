@@ -1,0 +1,215 @@
+"""A caller's Connection: its transaction, its isolation level, AUTOCOMMIT, and what is refused."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from conftest import BACKENDS, Database, add_revision, backend_params
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.pool import NullPool
+from support import Workers, add_table_revisions, holding_lock, lock_is_free, record_body, runs, version_rows
+
+from granite_assets import _runner
+from granite_assets.migrations import (
+    VERSION_TABLE,
+    MigrationFailedError,
+    MigrationLockTimeoutError,
+    UnsupportedConnectionError,
+    current_revision,
+    head_revision,
+    upgrade_to_head,
+)
+
+TRANSACTIONAL = [b for b in BACKENDS if b.name != "mysql"]
+POSTGRESQL = [b for b in BACKENDS if b.name == "postgresql"]
+MYSQL = [b for b in BACKENDS if b.name == "mysql"]
+SQLITE = [b for b in BACKENDS if b.name == "sqlite"]
+
+
+@contextmanager
+def engine_for(database: Database, **options: object) -> Iterator[Engine]:
+    """An engine of the host's, disposed after."""
+    engine = create_engine(database.url, poolclass=NullPool, **options)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("backend", backend_params(TRANSACTIONAL), indirect=True)
+def test_connection_target_commits_nothing(database: Database) -> None:
+    """On a caller's connection the work stays in the caller's transaction until the caller commits."""
+    with engine_for(database) as engine, engine.connect() as connection:
+        assert upgrade_to_head(connection) == head_revision()
+        assert connection.in_transaction()
+        assert current_revision(connection) == head_revision()
+        assert version_rows(database) is None  # not committed yet: another session sees nothing
+        connection.commit()
+    assert version_rows(database) == [head_revision()]
+
+
+@pytest.mark.parametrize("backend", backend_params(TRANSACTIONAL), indirect=True)
+def test_connection_target_rolled_back_leaves_no_trace(database: Database) -> None:
+    """When the caller rolls back, PostgreSQL and SQLite keep nothing of the upgrade."""
+    with engine_for(database) as engine, engine.connect() as connection:
+        upgrade_to_head(connection)
+        connection.rollback()
+    assert VERSION_TABLE not in database.table_names()
+
+
+@pytest.mark.parametrize("backend", backend_params(MYSQL), indirect=True)
+def test_mysql_connection_with_pending_work_is_refused(database: Database) -> None:
+    """On MariaDB a transaction cannot hold DDL: a caller's connection with work pending is refused."""
+    with engine_for(database) as engine, engine.connect() as connection:
+        connection.execute(text("CREATE TABLE host_orders (id INTEGER PRIMARY KEY)"))
+        connection.commit()
+        connection.execute(text("INSERT INTO host_orders (id) VALUES (1)"))
+        with pytest.raises(UnsupportedConnectionError, match=r"Pass the Engine instead"):
+            upgrade_to_head(connection)
+        connection.rollback()  # the caller's own insert was not committed by anything of ours
+    assert database.table_names() == {"host_orders"}
+    assert database.scalar_rows("SELECT count(*) FROM host_orders") == [0]
+    assert lock_is_free(database)
+
+
+@pytest.mark.parametrize("backend", backend_params(MYSQL), indirect=True)
+def test_mysql_connection_at_head_is_a_read(database: Database) -> None:
+    """On MariaDB a caller's connection to a database at head gets its revision: the no-op path is a read."""
+    upgrade_to_head(database.url_string)
+    with engine_for(database) as engine, engine.connect() as connection:
+        assert upgrade_to_head(connection) == head_revision()
+
+
+@pytest.mark.parametrize("backend", backend_params(POSTGRESQL), indirect=True)
+def test_noop_on_a_callers_connection_takes_no_lock(database: Database) -> None:
+    """At head, a caller's PostgreSQL transaction is not made to hold the migration lock until it ends."""
+    upgrade_to_head(database.url_string)
+    with engine_for(database) as engine, engine.connect() as connection:
+        assert upgrade_to_head(connection) == head_revision()
+        assert lock_is_free(database)  # checked from another session while the transaction is open
+        connection.rollback()
+
+
+@pytest.mark.parametrize("backend", backend_params(POSTGRESQL), indirect=True)
+def test_repeatable_read_transaction_behind_another_migration_is_told_to_retry(
+    database: Database, environment_copy: Path
+) -> None:
+    """A REPEATABLE READ snapshot older than another process's migration is refused, not misapplied."""
+    add_table_revisions(environment_copy, "rr")
+    _runner.upgrade(environment_copy, database.url_string, 30)
+    _runner.downgrade(environment_copy, database.url_string, "0001", 30)
+    with engine_for(database, isolation_level="REPEATABLE READ") as engine, engine.connect() as connection:
+        assert _runner.current_revision(connection, 30) == "0001"  # the snapshot is taken here
+        _runner.upgrade(environment_copy, database.url_string, 30)  # another process migrates
+        with pytest.raises(UnsupportedConnectionError, match="roll back your transaction and call again"):
+            _runner.upgrade(environment_copy, connection, 30)
+        connection.rollback()
+        assert _runner.upgrade(environment_copy, connection, 30) == "0003"  # a new transaction: at head
+        connection.rollback()
+    assert version_rows(database) == ["0003"]
+
+
+@pytest.mark.parametrize("backend", backend_params(POSTGRESQL), indirect=True)
+def test_repeatable_read_transaction_migrates_when_nobody_else_did(
+    database: Database, environment_copy: Path
+) -> None:
+    """A REPEATABLE READ transaction whose snapshot is current migrates inside it, as at READ COMMITTED."""
+    add_table_revisions(environment_copy, "rr")
+    with engine_for(database, isolation_level="REPEATABLE READ") as engine, engine.connect() as connection:
+        assert _runner.upgrade(environment_copy, connection, 30) == "0003"
+        connection.commit()
+    assert version_rows(database) == ["0003"]
+
+
+@pytest.mark.parametrize("backend", backend_params(SQLITE), indirect=True)
+def test_sqlite_connection_with_foreign_keys_on_is_refused(database: Database) -> None:
+    """With PRAGMA foreign_keys on, SQLite cannot rebuild tables inside a transaction: refused, untouched."""
+    with engine_for(database) as engine, engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA foreign_keys = ON")
+        with pytest.raises(UnsupportedConnectionError, match="PRAGMA foreign_keys is ON"):
+            upgrade_to_head(connection)
+        connection.rollback()
+    assert version_rows(database) is None
+
+
+@pytest.mark.parametrize("backend", backend_params(), indirect=True)
+def test_autocommit_connection_migrates_like_its_engine(database: Database, environment_copy: Path) -> None:
+    """A connection in AUTOCOMMIT has no transaction to run in: each revision is committed, under the lock."""
+    add_table_revisions(environment_copy, "ac")
+    statements: list[str] = []
+    with engine_for(database) as engine:
+        event.listen(engine, "before_cursor_execute", lambda *args: statements.append(str(args[2])))
+        with engine.connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            assert _runner.upgrade(environment_copy, connection, 30) == "0003"
+            assert version_rows(database) == ["0003"]  # committed, seen from another session
+    if database.backend.name == "postgresql":
+        assert any("pg_try_advisory_lock(" in s for s in statements)  # the session lock, not the xact one
+    elif database.backend.name == "mysql":
+        assert any("GET_LOCK" in s for s in statements)
+    assert lock_is_free(database)
+
+
+@pytest.mark.parametrize("backend", backend_params(), indirect=True)
+def test_autocommit_engine_still_rolls_back_a_failed_revision(
+    database: Database, environment_copy: Path
+) -> None:
+    """From an engine in AUTOCOMMIT, a revision that fails half-way keeps none of its data changes."""
+    add_revision(
+        environment_copy,
+        "0002",
+        "0001",
+        'op.create_table("granite_assets_notes", sa.Column("id", sa.Integer, primary_key=True))',
+        message="create notes",
+    )
+    add_revision(
+        environment_copy,
+        "0003",
+        "0002",
+        'op.execute("INSERT INTO granite_assets_notes (id) VALUES (1)")\n'
+        'raise RuntimeError("broke after the insert")',
+        message="insert then break",
+    )
+    with (
+        engine_for(database, isolation_level="AUTOCOMMIT") as engine,
+        pytest.raises(MigrationFailedError) as caught,
+    ):
+        _runner.upgrade(environment_copy, engine, 30)
+    assert caught.value.revision == "0003"
+    if database.backend.name == "sqlite":  # one transaction for the call: nothing at all stays
+        assert version_rows(database) is None
+    else:  # 0002 committed; 0003's insert was rolled back with its transaction
+        assert version_rows(database) == ["0002"]
+        assert database.scalar_rows("SELECT id FROM granite_assets_notes") == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", backend_params(), indirect=True)
+def test_replicas_on_autocommit_connections_apply_each_revision_once(
+    database: Database, environment_copy: Path, tmp_path: Path
+) -> None:
+    """Eight processes passing AUTOCOMMIT connections to one fresh database all succeed, each body once."""
+    log = tmp_path / "runs.log"
+    add_revision(environment_copy, "0002", "0001", record_body(log, "0002"), message="recorded")
+    with Workers(8, environment_copy, 120, tmp_path / "workers", autocommit_connection=True) as workers:
+        workers.start(database.url_string)
+        results = workers.results()
+    assert results == [{"revision": "0002"}] * 8
+    assert runs(log) == {(str(database.url.database), "0002"): 1}
+    assert version_rows(database) == ["0002"]
+
+
+@pytest.mark.parametrize("backend", backend_params(POSTGRESQL), indirect=True)
+def test_callers_transaction_outlives_a_lock_timeout(database: Database, environment_copy: Path) -> None:
+    """A caller's transaction that timed out waiting for the lock is left usable, nothing of ours in it."""
+    add_table_revisions(environment_copy, "wait")
+    with engine_for(database) as engine, engine.connect() as connection:
+        with holding_lock(database), pytest.raises(MigrationLockTimeoutError):
+            _runner.upgrade(environment_copy, connection, 1)
+        assert connection.execute(text("SELECT 1")).scalar() == 1
+        assert _runner.upgrade(environment_copy, connection, 30) == "0003"
+        connection.commit()
+    assert version_rows(database) == ["0003"]
