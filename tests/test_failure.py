@@ -7,7 +7,7 @@ import traceback
 from pathlib import Path
 
 import pytest
-from conftest import Database, add_revision
+from conftest import BACKENDS, Database, add_revision, backend_params
 from support import new_password, url_with_password, version_rows
 
 from granite_assets import _runner
@@ -107,3 +107,77 @@ def test_revision_that_raises_on_a_fresh_database(database: Database, environmen
     else:
         assert version_rows(database) == ["0002"]
         assert database.table_names() == {VERSION_TABLE, TABLE_0002, TABLE_0003}
+
+
+PENDING = ("0002", "0003", "0004")
+
+
+@pytest.mark.parametrize("failing", PENDING, ids=["first", "middle", "last"])
+def test_failure_names_the_revision_that_failed_and_where_the_database_is(
+    database: Database, environment_copy: Path, failing: str
+) -> None:
+    """With three revisions pending, the one that fails is named, and so is the revision read back."""
+    _runner.upgrade(environment_copy, database.url_string, 30)  # at 0001
+    parent = "0001"
+    for revision in PENDING:
+        body = create(f"granite_assets_t{revision}")
+        if revision == failing:
+            body += f'\nraise RuntimeError("revision {revision} broke")'
+        add_revision(environment_copy, revision, parent, body, message=f"step {revision}")
+        parent = revision
+    with pytest.raises(MigrationFailedError) as caught:
+        _runner.upgrade(environment_copy, database.url_string, 30)
+    assert caught.value.revision == failing
+    assert f"revision {failing} (step {failing}) failed" in str(caught.value)
+    # SQLite: the whole call was one transaction; elsewhere each revision before the failed one stays.
+    at = (
+        "0001"
+        if database.backend.name == "sqlite"
+        else {"0002": "0001", "0003": "0002", "0004": "0003"}[failing]
+    )
+    assert version_rows(database) == [at]
+    assert f"at revision {at}" in str(caught.value)
+
+
+def test_failed_downgrade_step_is_named(database: Database, environment_copy: Path) -> None:
+    """A downgrade whose middle step fails names that step and the revision the database is at."""
+    parent = "0001"
+    for revision in PENDING:
+        down = f'op.drop_table("granite_assets_t{revision}")'
+        if revision == "0003":
+            down = 'raise RuntimeError("0003 cannot be reverted")'
+        add_revision(environment_copy, revision, parent, create(f"granite_assets_t{revision}"), down)
+        parent = revision
+    _runner.upgrade(environment_copy, database.url_string, 30)
+    with pytest.raises(MigrationFailedError) as caught:
+        _runner.downgrade(environment_copy, database.url_string, "0001", 30)
+    assert caught.value.revision == "0003"
+    at = "0004" if database.backend.name == "sqlite" else "0003"  # SQLite: the whole call rolled back
+    assert version_rows(database) == [at]
+    assert f"at revision {at}" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "backend", backend_params([b for b in BACKENDS if b.name == "postgresql"]), indirect=True
+)
+def test_error_raised_by_the_commit_blames_the_revision_it_committed(
+    database: Database, environment_copy: Path
+) -> None:
+    """A deferred foreign key that fails at 0002's COMMIT is 0002's failure, with the database at 0001."""
+    add_revision(
+        environment_copy,
+        "0002",
+        "0001",
+        'op.execute("CREATE TABLE granite_assets_parent (id INTEGER PRIMARY KEY)")\n'
+        'op.execute("CREATE TABLE granite_assets_child (id INTEGER PRIMARY KEY, parent_id INTEGER '
+        'REFERENCES granite_assets_parent (id) DEFERRABLE INITIALLY DEFERRED)")\n'
+        'op.execute("INSERT INTO granite_assets_child (id, parent_id) VALUES (1, 42)")',
+        message="orphan child",
+    )
+    add_revision(environment_copy, "0003", "0002", create(TABLE_0003), message="after it")
+    with pytest.raises(MigrationFailedError) as caught:
+        _runner.upgrade(environment_copy, database.url_string, 30)
+    assert caught.value.revision == "0002"
+    assert "revision 0002 (orphan child) failed" in str(caught.value)
+    assert version_rows(database) == ["0001"]
+    assert "at revision 0001" in str(caught.value)

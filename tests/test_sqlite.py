@@ -1,0 +1,140 @@
+"""SQLite's own rules: table rebuilds with the host's foreign keys on, and the URL's busy timeout."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import BACKENDS, Database, add_revision, backend_params
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.pool import NullPool
+from support import holding_lock, version_rows
+
+from granite_assets import _runner
+from granite_assets.migrations import MigrationFailedError
+
+pytestmark = pytest.mark.parametrize(
+    "backend", backend_params([b for b in BACKENDS if b.name == "sqlite"]), indirect=True
+)
+
+ASSET_TABLE = """op.create_table(
+    "granite_assets_asset",
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(40)),
+)"""
+REBUILD = """with op.batch_alter_table("granite_assets_asset", recreate="always") as batch:
+    batch.alter_column("name", type_=sa.String(80))"""
+
+
+def engine_with_foreign_keys(database: Database) -> Engine:
+    """The host's engine: SQLite with foreign keys enforced on every connection, as hosts often set."""
+    engine = create_engine(database.url, poolclass=NullPool)
+
+    @event.listens_for(engine, "connect")
+    def enforce(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        dbapi_connection.execute("PRAGMA foreign_keys = ON")
+
+    return engine
+
+
+def host_orders(database: Database) -> None:
+    """The host's table, whose rows go with the granite-assets asset they refer to."""
+    database.execute(
+        "CREATE TABLE host_orders (id INTEGER PRIMARY KEY, "
+        "asset_id INTEGER NOT NULL REFERENCES granite_assets_asset (id) ON DELETE CASCADE)",
+        "INSERT INTO granite_assets_asset (id, name) VALUES (1, 'logo')",
+        "INSERT INTO host_orders (id, asset_id) VALUES (1, 1), (2, 1)",
+    )
+
+
+def test_table_rebuild_keeps_the_hosts_rows(database: Database, environment_copy: Path) -> None:
+    """A batch revision rebuilding a table the host refers to with ON DELETE CASCADE keeps all its rows."""
+    add_revision(environment_copy, "0002", "0001", ASSET_TABLE, message="asset table")
+    engine = engine_with_foreign_keys(database)
+    try:
+        assert _runner.upgrade(environment_copy, engine, 30) == "0002"
+        host_orders(database)
+        add_revision(environment_copy, "0003", "0002", REBUILD, message="rebuild asset table")
+        assert _runner.upgrade(environment_copy, engine, 30) == "0003"
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # back on
+            assert connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall() == []
+    finally:
+        engine.dispose()
+    assert database.scalar_rows("SELECT count(*) FROM host_orders") == [2]
+    assert version_rows(database) == ["0003"]
+
+
+def test_revision_that_breaks_a_foreign_key_commits_nothing(
+    database: Database, environment_copy: Path
+) -> None:
+    """A revision leaving rows that break a foreign key fails the check before the commit: nothing stays."""
+    add_revision(environment_copy, "0002", "0001", ASSET_TABLE, message="asset table")
+    engine = engine_with_foreign_keys(database)
+    try:
+        _runner.upgrade(environment_copy, engine, 30)
+        host_orders(database)
+        add_revision(
+            environment_copy,
+            "0003",
+            "0002",
+            'op.execute("DELETE FROM granite_assets_asset")',
+            message="purge",
+        )
+        with pytest.raises(MigrationFailedError) as caught:
+            _runner.upgrade(environment_copy, engine, 30)
+    finally:
+        engine.dispose()
+    assert "2 row(s) of host_orders referring to granite_assets_asset" in str(caught.value)
+    assert "rolled back" in str(caught.value)
+    assert database.scalar_rows("SELECT count(*) FROM granite_assets_asset") == [1]
+    assert database.scalar_rows("SELECT count(*) FROM host_orders") == [2]
+    assert version_rows(database) == ["0002"]
+
+
+def test_violations_that_were_there_before_do_not_block_the_upgrade(
+    database: Database, environment_copy: Path
+) -> None:
+    """Rows that already broke a foreign key (written while the host had it off) are not ours to refuse."""
+    add_revision(environment_copy, "0002", "0001", ASSET_TABLE, message="asset table")
+    _runner.upgrade(environment_copy, database.url_string, 30)
+    host_orders(database)
+    database.execute("INSERT INTO host_orders (id, asset_id) VALUES (3, 99)")  # foreign keys are off here
+    add_revision(environment_copy, "0003", "0002", REBUILD, message="rebuild asset table")
+    engine = engine_with_foreign_keys(database)
+    try:
+        assert _runner.upgrade(environment_copy, engine, 30) == "0003"
+    finally:
+        engine.dispose()
+    assert database.scalar_rows("SELECT count(*) FROM host_orders") == [3]
+
+
+def test_lock_wait_is_lock_timeout_whatever_the_urls_busy_timeout(
+    database: Database, environment_copy: Path
+) -> None:
+    """A URL's ?timeout= sets the busy timeout of statements; the wait for the migration lock is lock_timeout.
+
+    Another connection holds the write lock for a second and a half: with the URL's 0.1 s as the
+    wait, the upgrade would fail; with lock_timeout's 60 s, it waits and succeeds.
+    """
+    add_revision(environment_copy, "0002", "0001", message="second")
+    held = threading.Event()
+
+    def hold_for_a_while() -> None:
+        with holding_lock(database):
+            held.set()
+            time.sleep(1.5)
+
+    holder = threading.Thread(target=hold_for_a_while)
+    holder.start()
+    try:
+        assert held.wait(30)
+        assert (
+            _runner.upgrade(environment_copy, database.url.update_query_dict({"timeout": "0.1"}), 60)
+            == "0002"
+        )
+    finally:
+        holder.join()
