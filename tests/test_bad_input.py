@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import socket
+import threading
+import time
 import traceback
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -11,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import ASYNC_DRIVERS, BACKENDS, Backend, Database
-from sqlalchemy import URL
-from support import login, new_password, snapshot, url_with_password
+from conftest import ASYNC_DRIVERS, BACKENDS, Backend, Database, add_revision, fresh_database
+from sqlalchemy import URL, create_engine, event
+from sqlalchemy.pool import NullPool
+from support import holding_lock, login, new_password, snapshot, url_with_password
 
-from granite_assets import _urls, migrations
+from granite_assets import _runner, _urls, migrations
 from granite_assets.migrations import (
     VERSION_TABLE,
     AsyncDriverURLError,
@@ -31,7 +36,7 @@ from granite_assets.migrations import (
 SERVERS = ("postgresql", "mysql")
 ALL = ("sqlite", "postgresql", "mysql")
 # Drivers SQLAlchemy knows whose module is not installed here.
-MISSING_DRIVERS = {"sqlite": "pysqlcipher", "postgresql": "pg8000", "mysql": "mysqldb"}
+MISSING_DRIVERS = {"sqlite": "pysqlcipher", "postgresql": "psycopg2cffi", "mysql": "mysqldb"}
 HOST_TABLE = "host_orders"
 
 # Builds the URL handed to upgrade_to_head from the test database and the password to hide;
@@ -260,3 +265,155 @@ def test_bad_input_is_refused_clearly(
         assert error.sync_url in str(error)
     if isinstance(error, MigrationFailedError):
         assert error.revision is None  # the version table could not be created: no revision ran
+
+
+def free_port() -> int:
+    """A local port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.postgresql
+def test_pg8000_connects_and_fails_clearly(tmp_path: Path) -> None:
+    """pg8000 takes its connect timeout as timeout=: the upgrade works, and a dead server is a clear error."""
+    with fresh_database(Backend("postgresql", "pg8000"), tmp_path) as database:
+        assert migrations.upgrade_to_head(database.url) == migrations.head_revision()
+        with pytest.raises(DatabaseConnectionError, match="server is running"):
+            migrations.upgrade_to_head(database.url.set(port=free_port()))
+
+
+@pytest.mark.parametrize(
+    ("url", "error", "says"),
+    [
+        pytest.param(
+            "postgresql+asyncpg://app:{password}@127.0.0.1:{port}/app",
+            DatabaseConnectionError,
+            "server is running",
+            id="asyncpg-unreachable",
+            marks=pytest.mark.postgresql,
+        ),
+        pytest.param(
+            "mysql+aiomysql://app:{password}@127.0.0.1:{port}/app",
+            DatabaseConnectionError,
+            "server is running",
+            id="aiomysql-unreachable",
+            marks=pytest.mark.mysql,
+        ),
+        pytest.param(
+            "sqlite+aiosqlite://app:{password}@somehost/app.db",
+            InvalidURLError,
+            "cannot be used",
+            id="aiosqlite-url-with-a-host",
+            marks=pytest.mark.sqlite,
+        ),
+        pytest.param(
+            "sqlite+aiosqlite://",
+            InvalidURLError,
+            "StaticPool",
+            id="aiosqlite-in-memory",
+            marks=pytest.mark.sqlite,
+        ),
+    ],
+)
+def test_async_entry_point_refuses_clearly(url: str, error: type[MigrationError], says: str) -> None:
+    """The async entry point raises the same documented errors as the sync one, never a driver's raw error."""
+    password = new_password()
+    with pytest.raises(error) as caught:
+        asyncio.run(migrations.upgrade_to_head_async(url.format(password=password, port=free_port())))
+    assert says in str(caught.value)
+    assert password not in "".join(traceback.format_exception(caught.value))
+
+
+@pytest.mark.sqlite
+@pytest.mark.parametrize("value", [math.nan, -1.0, "soon"])
+def test_lock_timeout_must_be_zero_or_more_seconds(tmp_path: Path, value: object) -> None:
+    """NaN, a negative number or a non-number is a ValueError naming lock_timeout, before any connection."""
+    url = f"sqlite:///{tmp_path}/app.db"
+    with pytest.raises(ValueError, match="lock_timeout"):
+        migrations.upgrade_to_head(url, lock_timeout=value)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="lock_timeout"):
+        migrations.downgrade(url, "base", lock_timeout=value)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="lock_timeout"):
+        asyncio.run(migrations.upgrade_to_head_async(url, lock_timeout=value))  # type: ignore[arg-type]
+    assert not (tmp_path / "app.db").exists()
+
+
+def test_infinite_lock_timeout_means_no_limit(database: Database, environment_copy: Path) -> None:
+    """lock_timeout=math.inf works on every backend: a wait for a held lock ends when it is released."""
+    add_revision(environment_copy, "0002", "0001", message="second")
+    held = threading.Event()
+
+    def hold_for_a_while() -> None:
+        with holding_lock(database):
+            held.set()
+            time.sleep(1)
+
+    holder = threading.Thread(target=hold_for_a_while)
+    holder.start()
+    try:
+        assert held.wait(30)
+        assert _runner.upgrade(environment_copy, database.url_string, math.inf) == "0002"
+    finally:
+        holder.join()
+    assert _runner.downgrade(environment_copy, database.url_string, "0001", math.inf) == "0001"
+
+
+@pytest.mark.parametrize("password", ["e", "ab"], ids=["one-letter", "two-letter"])
+@pytest.mark.parametrize(
+    "backend", [b for b in BACKENDS if b.name != "sqlite"], indirect=True, ids=lambda b: b.id
+)
+def test_short_password_is_hidden_where_it_stands_without_mangling_the_message(
+    database: Database, password: str
+) -> None:
+    """A one- or two-letter password is hidden in the URL, while the server's words stay whole."""
+    with login(database, password, "refused") as url, pytest.raises(DatabaseConnectionError) as caught:
+        migrations.upgrade_to_head(url)
+    message = str(caught.value)
+    assert f":{password}@" not in message
+    assert f"{url.username}:***@" in message
+    whole = (
+        "is not permitted to log in" if database.backend.name == "postgresql" else "Access denied for user"
+    )
+    assert whole in message
+    assert "Could not connect to" in message
+
+
+@pytest.mark.parametrize("key", ["password", "sslpassword", "token"])
+def test_secret_query_parameters_are_hidden_in_every_displayed_url(key: str) -> None:
+    """A secret passed as a query parameter is hidden in messages, as the URL's password is."""
+    secret = new_password()
+    url = f"postgresql+asyncpg://app@db.example/app?{key}={secret}&application_name=web"
+    with pytest.raises(AsyncDriverURLError) as caught:
+        migrations.upgrade_to_head(url)
+    assert secret not in str(caught.value)
+    assert secret not in caught.value.sync_url
+    assert f"{key}=***" in str(caught.value)
+    assert "application_name=web" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "echo", ["password={secret} host=db", "password='{secret}'", "postgresql://app:{secret}@db/x"]
+)
+@pytest.mark.parametrize(
+    "backend", [b for b in BACKENDS if b.name != "sqlite"], indirect=True, ids=lambda b: b.id
+)
+@pytest.mark.parametrize("secret", ["q7z", new_password()], ids=["short", "long"])
+def test_password_echoed_by_the_driver_is_hidden(database: Database, echo: str, secret: str) -> None:
+    """A driver's message repeating the password (some do, for a malformed connection string) is scrubbed."""
+    engine = create_engine(database.url.set(password=secret), poolclass=NullPool)
+
+    @event.listens_for(engine, "do_connect")
+    def refuse(*_args: object) -> None:
+        raise engine.dialect.loaded_dbapi.OperationalError(
+            f"invalid connection string: {echo.format(secret=secret)}"
+        )
+
+    try:
+        with pytest.raises(DatabaseConnectionError) as caught:
+            migrations.upgrade_to_head(engine)
+    finally:
+        engine.dispose()
+    shown = "".join(traceback.format_exception(caught.value))
+    assert echo.format(secret=secret) not in shown
+    assert echo.format(secret="***") in shown  # noqa: S106 - the hidden form, not a password

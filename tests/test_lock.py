@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
+import subprocess
+import sys
+import threading
 import traceback
 from pathlib import Path
+from typing import IO
 
 import pytest
 from conftest import BACKENDS, Database, add_revision, backend_params
@@ -22,7 +27,7 @@ from support import (
     version_rows,
 )
 
-from granite_assets import _runner, migrations
+from granite_assets import _locking, _runner, migrations
 from granite_assets._locking import POSTGRESQL_LOCK_KEY
 from granite_assets.migrations import (
     VERSION_TABLE,
@@ -246,3 +251,92 @@ def test_offline_sql_from_a_revision(three_revisions: Path, target: str) -> None
     assert "DROP TABLE granite_assets_t0003" in down
     assert "DROP TABLE granite_assets_t0002" in down
     assert f"UPDATE {VERSION_TABLE} SET version_num='0001'" in down
+
+
+def test_downgrade_of_a_database_never_migrated_says_there_is_nothing_to_do(database: Database) -> None:
+    """Downgrading an untouched database to a revision is a DatabaseBehindError; to base, a no-op."""
+    with pytest.raises(DatabaseBehindError, match="never migrated it") as caught:
+        migrations.downgrade(database.url_string, migrations.head_revision() or "")
+    assert "nothing to downgrade" in str(caught.value)
+    assert caught.value.current is None
+    assert migrations.downgrade(database.url_string, "base") is None
+    assert version_rows(database) is None
+
+
+def test_downgrade_to_a_revision_above_the_database_is_refused(
+    database: Database, three_revisions: Path
+) -> None:
+    """A downgrade 'up' to a newer revision is refused naming both, and changes nothing."""
+    _runner.upgrade(three_revisions, database.url_string, 30)
+    _runner.downgrade(three_revisions, database.url_string, "0001", 30)
+    with pytest.raises(DatabaseBehindError, match=r"at revision 0001.*below 0003") as caught:
+        _runner.downgrade(three_revisions, database.url_string, "0003", 30)
+    assert caught.value.pending == ("0002", "0003")
+    assert version_rows(database) == ["0001"]
+
+
+def test_lock_wait_is_logged_once_then_now_and_again(
+    database: Database,
+    three_revisions: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Waiting for a held lock logs one line, then one per LOG_EVERY seconds with the time waited."""
+    monkeypatch.setattr(_locking, "LOG_EVERY", 0.4)
+    caplog.set_level(logging.INFO, logger="granite_assets")
+    with holding_lock(database), pytest.raises(MigrationLockTimeoutError):
+        _runner.upgrade(three_revisions, database.url_string, 3)
+    waiting = [r.getMessage() for r in caplog.records if "aiting for" in r.getMessage()]
+    assert waiting[0].startswith("Waiting for")
+    assert 2 <= len(waiting) <= 9  # about 3 s / 0.4 s, never one per poll
+    assert all(line.startswith("Still waiting for") and " seconds " in line for line in waiting[1:])
+    holder = "fuser" if database.backend.name == "sqlite" else "find its holder"
+    assert all(holder in line for line in waiting)
+
+
+INTERRUPTED_WAITER = """
+import logging, sys
+from pathlib import Path
+from granite_assets import _runner
+logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
+try:
+    _runner.upgrade(Path(sys.argv[1]), sys.argv[2], 120)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_interrupts_a_lock_wait(database: Database, three_revisions: Path) -> None:
+    """SIGINT ends a wait for a held lock at once on every backend, SQLite's busy wait included."""
+    waiting = threading.Event()
+
+    def watch(stream: IO[str]) -> None:
+        for line in stream:
+            if line.startswith("Waiting for"):
+                waiting.set()
+
+    with (
+        holding_lock(database),
+        subprocess.Popen(
+            [sys.executable, "-c", INTERRUPTED_WAITER, str(three_revisions), database.url_string],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as waiter,
+    ):
+        assert waiter.stderr is not None
+        assert waiter.stdout is not None
+        watcher = threading.Thread(target=watch, args=(waiter.stderr,), daemon=True)
+        watcher.start()
+        try:
+            # Its log says when it waits; a wait it cannot log (inside SQLite) gets five seconds.
+            waiting.wait(5)
+            waiter.send_signal(signal.SIGINT)
+            waiter.wait(timeout=20)  # 120 s if the signal went unheard
+        finally:
+            waiter.kill()
+            watcher.join()
+        out = waiter.stdout.read()
+    assert out.strip() == "interrupted"
+    assert version_rows(database) is None

@@ -113,10 +113,11 @@ def wait_for(
     deadline = started + timeout
     pause_for = _PAUSE_FIRST
     logged_at: float | None = None
+    budget = 0.0  # the first try does not wait, so that a wait is logged as soon as it begins
     while True:
-        remaining = deadline - time.monotonic()
-        if try_once(max(0.0, min(remaining, _SERVER_SLICE))):
+        if try_once(budget):
             return True
+        budget = max(0.0, min(deadline - time.monotonic(), _SERVER_SLICE))
         now = time.monotonic()
         if now >= deadline:
             return False

@@ -72,8 +72,12 @@ def secrets_of(url: URL) -> list[str]:
 
 def display_url(url: URL) -> str:
     """Render ``url`` for messages and logs, with its password and secret query values hidden."""
-    query = {k: (_HIDDEN if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in url.query.items()}
-    return url.set(query=query).render_as_string(hide_password=True)
+    # A placeholder that URL quoting leaves alone stands in for each secret until the end.
+    query = {k: (_PLACEHOLDER if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in url.query.items()}
+    return url.set(query=query).render_as_string(hide_password=True).replace(_PLACEHOLDER, _HIDDEN)
+
+
+_PLACEHOLDER = "granite-assets-hidden-value"
 
 
 # Secrets are hidden where they stand: in a URL's user part, after a key such as password=, and
