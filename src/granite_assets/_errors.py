@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-INSTALL_HINT = 'pip install "granite-assets[db]"  (or: uv add "granite-assets[db]")'
+# The db extra's own packages, with its lower bounds (a test keeps them equal to pyproject.toml's):
+# this works however granite-assets was installed, while "granite-assets[db]" from the package
+# index finds an unrelated project of the same name until this one is published there.
+INSTALL_HINT = 'pip install "alembic>=1.13.0" "sqlalchemy>=2.0.30"'
 
 
 class MigrationError(Exception):
