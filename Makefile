@@ -74,7 +74,7 @@ migrate-check: $(VENV)/.installed ## Fail when models, revisions and revisions.j
 	$(PY) scripts/migrate_check.py
 
 .PHONY: check-wheel
-check-wheel: $(VENV)/.installed ## Build sdist and wheel, check the wheel's files, install it and migrate SQLite
+check-wheel: $(VENV)/.installed ## Build sdist and wheel, check the wheel, install it and migrate SQLite; keep both in dist/
 	$(PY) scripts/check_wheel.py
 
 .PHONY: test-matrix
