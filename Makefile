@@ -91,6 +91,11 @@ docs: $(VENV)/.installed ## Build the HTML docs into docs/_build/html and run th
 	$(VENV)/bin/sphinx-build -W --keep-going -n -b doctest docs docs/_build/doctest
 	@echo "The docs are built: open $(CURDIR)/docs/_build/html/index.html"
 
+# playwright (the browser group, 160 MB) is added to .venv only here, so make test never needs it.
+.PHONY: docs-check
+docs-check: docs ## Render the built docs in headless Chromium; fail on a code block wider than the page or a missing stylesheet
+	$(UV) run --quiet --extra db --group dev --group browser python scripts/check_docs_layout.py docs/_build/html
+
 .PHONY: bench
 bench: $(VENV)/.installed ## Measure the no-op path, full upgrades, imports and the CLI (prints ratios; BENCH_ARGS=--quick)
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)

@@ -5,7 +5,7 @@ Servers come from environment variables (the Makefile sets them to the local ser
 - ``GRANITE_ASSETS_TEST_POSTGRESQL_URL``: an admin URL of a PostgreSQL server;
 - ``GRANITE_ASSETS_TEST_MYSQL_URL``: an admin URL of a MariaDB or MySQL server;
 - ``GRANITE_ASSETS_TEST_REQUIRE``: comma-separated backends (``postgresql,mysql``) whose absence
-  is an error rather than a skip; CI sets it.
+  is an error rather than a skip, and ``chromium`` for the docs layout check's tests; CI sets it.
 
 Without a server's variable, or when the server does not answer or refuses the login, its tests
 are skipped with the driver's reason (password hidden), and the summary at the end of the run
@@ -104,6 +104,25 @@ def require_server(name: str) -> URL:
             pytest.fail(f"{reason} (and GRANITE_ASSETS_TEST_REQUIRE requires it)", pytrace=False)
         pytest.skip(reason)
     return url
+
+
+def require_chromium() -> str:
+    """The Chromium that the docs layout check drives; skips, or fails when required, without one."""
+    from importlib.util import find_spec
+
+    from check_docs_layout import find_chromium
+
+    chromium = find_chromium()
+    if chromium is None:
+        _unavailable["chromium"] = "no Chromium found (apt-get install chromium, or set CHROMIUM)"
+    elif find_spec("playwright") is None:
+        _unavailable["chromium"] = "playwright is not installed (make docs-check installs it)"
+    else:
+        return chromium
+    reason = f"chromium unavailable: {_unavailable['chromium']}"
+    if "chromium" in required_backends():
+        pytest.fail(f"{reason} (and GRANITE_ASSETS_TEST_REQUIRE requires it)", pytrace=False)
+    pytest.skip(reason)
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,7 @@ def test_upgrade_current_check_and_downgrade(database: Database, tmp_path: Path)
     with url_with_password(database, password) as url:
         run = granite_assets(tmp_path, "db", "check", "--url", url, secret=password)
         assert run.code == EXIT_BEHIND
-        assert f"pending: {BASELINE.revision} ({BASELINE.message})" in run.err
+        assert f"Pending granite-assets revisions:\n  {BASELINE.revision} ({BASELINE.message})\n" in run.err
         assert run.out == []
 
         run = granite_assets(tmp_path, "db", "current", "--url", url, secret=password)
@@ -131,7 +131,7 @@ def test_one_line_per_revision_history_and_heads(
 
     run = granite_assets(tmp_path, "db", "check", "--url", url, environment=environment_copy)
     assert run.code == EXIT_BEHIND
-    assert "0002 (table 0002), 0003 (table 0003)" in run.err
+    assert "\n  0002 (table 0002)\n  0003 (table 0003)\n" in run.err
 
     run = granite_assets(tmp_path, "db", "history", environment=environment_copy)
     assert run.code == EXIT_OK, run.err

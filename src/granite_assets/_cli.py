@@ -135,10 +135,10 @@ def _behind(exc: DatabaseBehindError, url: str) -> str:
     from granite_assets._urls import display_url, parse_url
 
     messages = {rev.revision: rev.message for rev in migrations.revisions()}
-    pending = ", ".join(f"{revision} ({messages.get(revision, '?')})" for revision in exc.pending)
+    pending = "".join(f"  {revision} ({messages.get(revision, '?')})\n" for revision in exc.pending)
     return (
         f"The database {display_url(parse_url(url))} is at revision {exc.current or 'none'}.\n"
-        f"{len(exc.pending)} granite-assets revision(s) pending: {pending}.\n"
+        f"Pending granite-assets revisions:\n{pending}"
         f"Run `{SHELL_UPGRADE}` to apply them, or upgrade_to_head() from Python."
     )
 
