@@ -24,11 +24,12 @@ SAMPLES = [
     migrations.AsyncDriverURLError("async", sync_url="postgresql+psycopg://app:***@db/app"),
     migrations.DatabaseConnectionError("no answer"),
     migrations.InvalidVersionTableError("two rows"),
-    migrations.DatabaseAheadError("ahead", revision="9999"),
+    migrations.DatabaseAheadError("ahead", revision="9999", reason="incompatible", blocking="0003"),
     migrations.DatabaseBehindError("behind", current="0001", pending=["0002", "0003"]),
     migrations.MigrationLockTimeoutError("held"),
     migrations.MigrationFailedError("failed in 0002", revision="0002"),
     migrations.UnknownRevisionError("no such revision"),
+    migrations.UnsupportedConnectionError("pass the engine"),
 ]
 
 
