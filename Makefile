@@ -9,7 +9,8 @@ PYTHON ?= python3
 UV := .tools/bin/uv
 VENV := .venv
 PY := $(VENV)/bin/python
-DATABASE_URL ?= sqlite:///granite_assets.db
+# make migrate's database when GRANITE_ASSETS_DATABASE_URL is not set.
+DEFAULT_DATABASE_URL := sqlite:///granite_assets.db
 PYTEST_ARGS ?=
 # The database servers the tests use (see tests/conftest.py); unreachable ones are skipped
 # unless GRANITE_ASSETS_TEST_REQUIRE names them, as CI does.
@@ -31,9 +32,16 @@ $(VENV)/.installed: pyproject.toml | $(UV)
 .PHONY: install
 install: $(VENV)/.installed ## Create .venv with the db extra and every dev tool
 
+# The URL reaches granite-assets through its own variable, GRANITE_ASSETS_DATABASE_URL, expanded by
+# the shell: it never appears in the echoed recipe or in a process's arguments, so its password
+# stays off the terminal and out of the process list. DATABASE_URL, which many application shells
+# export, is deliberately not read: it would retarget this command to the application's database.
 .PHONY: migrate
-migrate: $(VENV)/.installed ## Upgrade DATABASE_URL (default: ./granite_assets.db) to head
-	$(VENV)/bin/granite-assets db upgrade --url '$(DATABASE_URL)'
+migrate: $(VENV)/.installed ## Upgrade GRANITE_ASSETS_DATABASE_URL (default: ./granite_assets.db) to head
+	$(if $(filter command line,$(origin DATABASE_URL)),$(error make migrate reads GRANITE_ASSETS_DATABASE_URL \
+	  from the environment, not DATABASE_URL: export GRANITE_ASSETS_DATABASE_URL=... and run make migrate))
+	GRANITE_ASSETS_DATABASE_URL="$${GRANITE_ASSETS_DATABASE_URL:-$(DEFAULT_DATABASE_URL)}" \
+	  $(VENV)/bin/granite-assets db upgrade
 
 .PHONY: test
 test: $(VENV)/.installed ## Run the whole test suite (servers it cannot reach are skipped, or fail under CI)
@@ -66,7 +74,7 @@ migrate-check: $(VENV)/.installed ## Fail when models, revisions and revisions.j
 	$(PY) scripts/migrate_check.py
 
 .PHONY: check-wheel
-check-wheel: $(VENV)/.installed ## Build sdist and wheel, check the wheel's files, install it and migrate SQLite
+check-wheel: $(VENV)/.installed ## Build sdist and wheel, check the wheel, install it and migrate SQLite; keep both in dist/
 	$(PY) scripts/check_wheel.py
 
 .PHONY: test-matrix
@@ -81,6 +89,12 @@ test-lowest: $(VENV)/.installed ## Run the suite with the lowest declared alembi
 docs: $(VENV)/.installed ## Build the HTML docs into docs/_build/html and run their examples (warnings fail)
 	$(VENV)/bin/sphinx-build -W --keep-going -n -b html docs docs/_build/html
 	$(VENV)/bin/sphinx-build -W --keep-going -n -b doctest docs docs/_build/doctest
+	@echo "The docs are built: open $(CURDIR)/docs/_build/html/index.html"
+
+# playwright (the browser group, 160 MB) is added to .venv only here, so make test never needs it.
+.PHONY: docs-check
+docs-check: docs ## Render the built docs in headless Chromium; fail on a code block wider than the page or a missing stylesheet
+	$(UV) run --quiet --extra db --group dev --group browser python scripts/check_docs_layout.py docs/_build/html
 
 .PHONY: bench
 bench: $(VENV)/.installed ## Measure the no-op path, full upgrades, imports and the CLI (prints ratios; BENCH_ARGS=--quick)

@@ -83,6 +83,7 @@ class Options:
     repeat: int
     full_repeat: int
     process_repeat: int
+    quick: bool = False
 
 
 def median_ms(samples: list[float]) -> float:
@@ -347,6 +348,28 @@ def run(options: Options) -> None:
         ["import", "ms", "imports SQLAlchemy or Alembic"],
         imports,
     )
+    print(verdict_legend(options, noop_rows + full_rows + cli_rows))
+
+
+def verdict_legend(options: Options, rows: list[list[str]]) -> str:
+    """What the verdicts mean, and what a MISSED one asks of the reader."""
+    missed = sum("MISSED" in cell for row in rows for cell in row)
+    lines = [
+        "",
+        "Each ratio is followed by its verdict: ok when it meets the target in its column's header,",
+        "MISSED when it does not. The exit code is 0 either way: timings are for a person to read.",
+    ]
+    if options.quick:
+        lines.append(
+            "This was a --quick run (few repeats): it checks that the harness works, and its\n"
+            "verdicts mean nothing; a MISSED here is noise. Run `make bench` for numbers."
+        )
+    elif missed:
+        lines.append(
+            f"{missed} cell(s) MISSED their target. Run `make bench` again on an idle machine;\n"
+            "a cell that misses again is a slowdown to look into (docs/performance.rst)."
+        )
+    return "\n".join(lines)
 
 
 def full_upgrades(server: Server, directory: Path, repeat: int) -> dict[str, float]:
@@ -412,6 +435,7 @@ def parse_options(argv: list[str] | None = None) -> Options:
         repeat=3 if quick else 51,
         full_repeat=1 if quick else 5,
         process_repeat=1 if quick else 9,
+        quick=quick,
     )
 
 

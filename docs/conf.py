@@ -17,6 +17,7 @@ extensions = [
     "sphinx.ext.doctest",
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
+    "sphinx_copybutton",
 ]
 
 exclude_patterns = ["_build"]
@@ -54,5 +55,26 @@ doctest_test_doctest_blocks = ""
 html_theme = "furo"
 html_title = f"granite-assets {release}"
 
-# The doctests run the example scripts shown on the pages, from where they live.
-doctest_global_setup = f"EXAMPLES = {str(Path(__file__).resolve().parent / 'examples')!r}"
+# Every page's examples run as a reader pastes them: in an empty folder of their own, where
+# ``sqlite:///app.db`` is a new file. The doctest builder runs this before each page's examples
+# (and the cleanup after), so no page sees another's files and the examples define every name
+# they use. EXAMPLES is for the hidden tests of the scripts shown with literalinclude.
+doctest_global_setup = f"""
+import os as _os
+import tempfile as _tempfile
+
+_home = _os.getcwd()
+_folder = _tempfile.TemporaryDirectory()
+_os.chdir(_folder.name)
+EXAMPLES = {str(Path(__file__).resolve().parent / "examples")!r}
+"""
+doctest_global_cleanup = """
+_os.chdir(_home)
+_folder.cleanup()
+"""
+
+# The copy button copies commands and code without their prompts or the output shown after them.
+copybutton_prompt_text = r"\$ |>>> |\.\.\. "
+copybutton_prompt_is_regexp = True
+copybutton_only_copy_prompt_lines = True
+copybutton_line_continuation_character = "\\"

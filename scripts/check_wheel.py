@@ -9,6 +9,8 @@
 3. Installs the wheel with its ``db`` extra into a fresh virtual environment and, from a folder
    outside the source tree, upgrades a new SQLite database to head with ``upgrade_to_head``.
 
+The checked sdist and wheel are then copied into ``dist/``, ready to install or upload.
+
 On failure it prints exactly which files are missing or stray, and exits 1.
 
 Usage::
@@ -197,6 +199,14 @@ def install_and_migrate(wheel: Path, scratch: Path) -> None:
     )
 
 
+def keep_checked(files: Iterable[Path], dist: Path) -> list[Path]:
+    """Copy the checked sdist and wheel into ``dist``, replacing older builds of the package there."""
+    dist.mkdir(parents=True, exist_ok=True)
+    for old in [*dist.glob(f"{PACKAGE}-*.whl"), *dist.glob(f"{PACKAGE}-*.tar.gz")]:
+        old.unlink()
+    return [Path(shutil.copy2(file, dist / file.name)) for file in files]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the checks; return 0 when the wheel is right, 1 otherwise."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -224,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"revisions.json in {wheel.name} matches its versions/")
         install_and_migrate(wheel, scratch)
+        for kept in keep_checked([sdist, wheel], ROOT / "dist"):
+            print(f"Checked and kept: {kept}")
     except subprocess.CalledProcessError as exc:
         print(f"check-wheel failed: {exc}", file=sys.stderr)
         return 1

@@ -5,10 +5,11 @@ Servers come from environment variables (the Makefile sets them to the local ser
 - ``GRANITE_ASSETS_TEST_POSTGRESQL_URL``: an admin URL of a PostgreSQL server;
 - ``GRANITE_ASSETS_TEST_MYSQL_URL``: an admin URL of a MariaDB or MySQL server;
 - ``GRANITE_ASSETS_TEST_REQUIRE``: comma-separated backends (``postgresql,mysql``) whose absence
-  is an error rather than a skip; CI sets it.
+  is an error rather than a skip, and ``chromium`` for the docs layout check's tests; CI sets it.
 
-Without a server's variable, or when the server does not answer, its tests are skipped and the
-summary at the end of the run says so.
+Without a server's variable, or when the server does not answer or refuses the login, its tests
+are skipped with the driver's reason (password hidden), and the summary at the end of the run
+says which backends were tested and which were skipped.
 """
 
 from __future__ import annotations
@@ -68,19 +69,30 @@ def server_url(name: str) -> URL | None:
         _unavailable[name] = f"{SERVER_VARIABLES[name]} is not set"
         return None
     url = make_url(raw)
+    reason = server_problem(url)
+    if reason is not None:
+        _unavailable[name] = f"{url.render_as_string()} cannot be used: {reason}"
+        return None
+    return url
+
+
+def server_problem(url: URL) -> str | None:
+    """Why the server at ``url`` cannot be used (the driver's own words, password hidden), or ``None``."""
     engine = create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 5})
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
-        _unavailable[name] = f"{url.render_as_string()} does not answer: {type(exc).__name__}"
-        return None
+    except Exception as exc:  # noqa: BLE001 - whatever went wrong, the driver's reason says it
+        reason = " ".join(str(getattr(exc, "orig", None) or exc).split()) or type(exc).__name__
+        return reason.replace(url.password, "***") if url.password else reason
     finally:
         engine.dispose()
-    return url
+    return None
 
 
 _unavailable: dict[str, str] = {}
+#: The backends (``Backend.id``) that at least one test ran against in this run.
+_tested: set[str] = set()
 
 
 def require_server(name: str) -> URL:
@@ -92,6 +104,25 @@ def require_server(name: str) -> URL:
             pytest.fail(f"{reason} (and GRANITE_ASSETS_TEST_REQUIRE requires it)", pytrace=False)
         pytest.skip(reason)
     return url
+
+
+def require_chromium() -> str:
+    """The Chromium that the docs layout check drives; skips, or fails when required, without one."""
+    from importlib.util import find_spec
+
+    from check_docs_layout import find_chromium
+
+    chromium = find_chromium()
+    if chromium is None:
+        _unavailable["chromium"] = "no Chromium found (apt-get install chromium, or set CHROMIUM)"
+    elif find_spec("playwright") is None:
+        _unavailable["chromium"] = "playwright is not installed (make docs-check installs it)"
+    else:
+        return chromium
+    reason = f"chromium unavailable: {_unavailable['chromium']}"
+    if "chromium" in required_backends():
+        pytest.fail(f"{reason} (and GRANITE_ASSETS_TEST_REQUIRE requires it)", pytrace=False)
+    pytest.skip(reason)
 
 
 @dataclass(frozen=True)
@@ -158,10 +189,12 @@ def fresh_database(backend: Backend, directory: Path) -> Iterator[Database]:
     """
     name = f"ga_test_{uuid.uuid4().hex[:12]}"
     if backend.name == "sqlite":
+        _tested.add(backend.id)
         yield Database(backend, URL.create("sqlite+pysqlite", database=str(directory / f"{name}.db")))
         return
     admin = require_server(backend.name)
     _admin_execute(admin, f"CREATE DATABASE {name}")
+    _tested.add(backend.id)
     try:
         yield Database(backend, admin.set(drivername=f"{backend.name}+{backend.driver}", database=name))
     finally:
@@ -245,7 +278,16 @@ def downgrade() -> None:
     return path
 
 
+def backend_summary(tested: set[str], unavailable: dict[str, str]) -> list[str]:
+    """The closing lines of a run: the backends tested, and each skipped server with its reason."""
+    lines = [f"granite-assets: backends tested: {', '.join(sorted(tested)) or 'none'}"]
+    lines += [
+        f"granite-assets: {name} tests skipped: {reason}" for name, reason in sorted(unavailable.items())
+    ]
+    return lines
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Say which database servers were not tested, so a skip is never silent."""
-    for name, reason in sorted(_unavailable.items()):
-        terminalreporter.write_line(f"granite-assets: {name} tests skipped: {reason}", yellow=True)
+    """Say which backends the run used and which it skipped, so a skip is never silent."""
+    for line in backend_summary(_tested, _unavailable):
+        terminalreporter.write_line(line, yellow="skipped" in line)

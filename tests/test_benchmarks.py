@@ -26,3 +26,5 @@ def test_harness_prints_every_table(tmp_path: Path) -> None:
     verdicts = [line for line in out.splitlines() if line.startswith("sqlite")]
     assert len(verdicts) == 6
     assert all(" ok" in line or "MISSED" in line for line in verdicts)
+    assert "MISSED when it does not. The exit code is 0 either way" in out
+    assert "This was a --quick run (few repeats)" in out

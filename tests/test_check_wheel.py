@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from check_wheel import check_wheel_files, environment_files, is_stray
+from check_wheel import check_wheel_files, environment_files, is_stray, keep_checked
 
 ENV = "granite_assets/alembic/"
 SOURCE = ["alembic.ini", "env.py", "revisions.json", "script.py.mako", "versions/0001_baseline.py"]
@@ -100,3 +100,21 @@ def test_is_stray_looks_at_every_path_part() -> None:
     assert is_stray("granite_assets/alembic/__pycache__/env.cpython-311.pyc")
     assert not is_stray("granite_assets/alembic/versions/0001_baseline.py")
     assert not is_stray("granite_assets/_history.py")
+
+
+def test_checked_files_are_kept_in_dist(tmp_path: Path) -> None:
+    """The checked sdist and wheel land in dist/, replacing older builds and leaving other files alone."""
+    built = tmp_path / "build"
+    built.mkdir()
+    files = [built / "granite_assets-0.2.0.tar.gz", built / "granite_assets-0.2.0-py3-none-any.whl"]
+    for file in files:
+        file.write_text(file.name)
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    (dist / "granite_assets-0.1.0-py3-none-any.whl").write_text("old")
+    (dist / "notes.txt").write_text("mine")
+
+    kept = keep_checked(files, dist)
+
+    assert kept == [dist / file.name for file in files]
+    assert sorted(p.name for p in dist.iterdir()) == sorted([*(f.name for f in files), "notes.txt"])

@@ -6,10 +6,11 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-from conftest import Database
+from conftest import Database, add_revision
 from support import add_table_revisions, holding_lock, new_password, snapshot, url_with_password, version_rows
 
 from granite_assets import migrations
@@ -20,6 +21,7 @@ from granite_assets._cli import (
     EXIT_OK,
     EXIT_USAGE,
     URL_VARIABLE,
+    build_parser,
 )
 
 pytestmark = pytest.mark.slow
@@ -45,6 +47,11 @@ class Run:
     code: int
     out: list[str]
     err: str
+
+    @property
+    def err_lines(self) -> list[str]:
+        """Standard error, line by line."""
+        return self.err.splitlines()
 
 
 def granite_assets(
@@ -78,17 +85,16 @@ def test_upgrade_current_check_and_downgrade(database: Database, tmp_path: Path)
     with url_with_password(database, password) as url:
         run = granite_assets(tmp_path, "db", "check", "--url", url, secret=password)
         assert run.code == EXIT_BEHIND
-        assert f"pending: {BASELINE.revision} ({BASELINE.message})" in run.err
+        assert f"Pending granite-assets revisions:\n  {BASELINE.revision} ({BASELINE.message})\n" in run.err
+        assert run.out == []
 
         run = granite_assets(tmp_path, "db", "current", "--url", url, secret=password)
         assert (run.code, run.out) == (EXIT_OK, ["(none)"])
 
         run = granite_assets(tmp_path, "db", "upgrade", "--url", url, secret=password)
         assert run.code == EXIT_OK, run.err
-        assert run.out == [
-            f"Applied revision {BASELINE.revision} ({BASELINE.message})",
-            f"at {BASELINE.revision}",
-        ]
+        assert run.out == [f"at {BASELINE.revision}"]
+        assert run.err_lines == [f"Applied revision {BASELINE.revision} ({BASELINE.message})"]
 
         run = granite_assets(tmp_path, "db", "current", "--url", url, secret=password)
         assert (run.code, run.out) == (EXIT_OK, [BASELINE.revision])
@@ -98,7 +104,8 @@ def test_upgrade_current_check_and_downgrade(database: Database, tmp_path: Path)
 
         run = granite_assets(tmp_path, "db", "downgrade", "base", "--url", url, secret=password)
         assert run.code == EXIT_OK, run.err
-        assert run.out == [f"Reverted revision {BASELINE.revision} ({BASELINE.message})", "at base"]
+        assert run.out == ["at base"]
+        assert run.err_lines == [f"Reverted revision {BASELINE.revision} ({BASELINE.message})"]
         assert version_rows(database) == []
 
 
@@ -110,24 +117,21 @@ def test_one_line_per_revision_history_and_heads(
     url = database.url_string
     run = granite_assets(tmp_path, "db", "upgrade", "--url", url, environment=environment_copy)
     assert run.code == EXIT_OK, run.err
-    assert run.out == [
+    assert run.out == ["at 0003"]
+    assert run.err_lines == [
         f"Applied revision 0001 ({BASELINE.message})",
         "Applied revision 0002 (table 0002)",
         "Applied revision 0003 (table 0003)",
-        "at 0003",
     ]
     run = granite_assets(tmp_path, "db", "downgrade", "0001", "--url", url, environment=environment_copy)
     assert run.code == EXIT_OK, run.err
-    assert run.out == [
-        "Reverted revision 0003 (table 0003)",
-        "Reverted revision 0002 (table 0002)",
-        "at 0001",
-    ]
+    assert run.out == ["at 0001"]
+    assert run.err_lines == ["Reverted revision 0003 (table 0003)", "Reverted revision 0002 (table 0002)"]
     assert version_rows(database) == ["0001"]
 
     run = granite_assets(tmp_path, "db", "check", "--url", url, environment=environment_copy)
     assert run.code == EXIT_BEHIND
-    assert "0002 (table 0002), 0003 (table 0003)" in run.err
+    assert "\n  0002 (table 0002)\n  0003 (table 0003)\n" in run.err
 
     run = granite_assets(tmp_path, "db", "history", environment=environment_copy)
     assert run.code == EXIT_OK, run.err
@@ -214,8 +218,6 @@ def test_offline_sql(database: Database, tmp_path: Path) -> None:
 
 
 USAGE_ERRORS = {
-    "no-command": [],
-    "no-subcommand": ["db"],
     "unknown-subcommand": ["db", "frobnicate"],
     "no-url": ["db", "upgrade"],
     "downgrade-without-revision": ["db", "downgrade", "--url", "sqlite://"],
@@ -232,6 +234,7 @@ def test_usage_errors_exit_2(tmp_path: Path, args: list[str]) -> None:
     run = granite_assets(tmp_path, *args)
     assert run.code == EXIT_USAGE
     assert "usage: granite-assets" in run.err
+    assert run.out == []
     assert list(tmp_path.iterdir()) == []
 
 
@@ -243,3 +246,97 @@ def test_unknown_revision_exits_1(database: Database, tmp_path: Path) -> None:
         assert run.err.startswith("error: Revision '0042' is not one granite-assets ships")
         assert "Traceback" not in run.err
     assert version_rows(database) is None
+
+
+@pytest.mark.parametrize(
+    ("args", "lists"),
+    [([], ["db", "--version"]), (["db"], ["upgrade", "downgrade", "current", "check", "heads", "history"])],
+    ids=["no-command", "no-subcommand"],
+)
+def test_no_command_prints_help(tmp_path: Path, args: list[str], lists: list[str]) -> None:
+    """Without a command, the help of the level reached is printed (on stderr, exit 2), not a bare error."""
+    run = granite_assets(tmp_path, *args)
+    assert run.code == EXIT_USAGE
+    assert run.err.startswith(f"usage: granite-assets {' '.join(args)}".rstrip() + " [-h]")
+    assert "error:" not in run.err
+    for name in lists:
+        assert name in run.err
+    assert run.out == []
+
+
+def test_version(tmp_path: Path) -> None:
+    """--version prints the installed version on stdout."""
+    run = granite_assets(tmp_path, "--version")
+    assert (run.code, run.out) == (EXIT_OK, [f"granite-assets {version('granite-assets')}"])
+
+
+def test_every_option_help_shows_its_default() -> None:
+    """Every option of every command says in its help what happens without it."""
+    commands = [
+        build_parser().parse_args(["db", *args]).command_parser
+        for args in (["upgrade"], ["downgrade", "base"], ["current"], ["check"], ["heads"], ["history"])
+    ]
+    assert len(commands) == 6
+    options = [a for p in commands for a in p._actions if a.option_strings and a.dest != "help"]
+    assert {a.dest for a in options} == {"url", "sql", "from_revision", "lock_timeout"}
+    for option in options:
+        assert "(default: " in (option.help or "") or "(no default: " in (option.help or ""), option.dest
+    help_text = "\n".join(p.format_help() for p in commands)
+    assert f"(default: {migrations.DEFAULT_LOCK_TIMEOUT:g})" in help_text
+
+
+def test_offline_downgrade_without_from_shows_the_downgrade_usage(tmp_path: Path) -> None:
+    """downgrade --sql without --from prints the downgrade command's usage, not the top level's."""
+    run = granite_assets(tmp_path, "db", "downgrade", "--sql", "base", "--url", "postgresql://")
+    assert run.code == EXIT_USAGE
+    assert run.err.startswith("usage: granite-assets db downgrade")
+    assert "granite-assets db downgrade: error: downgrade --sql needs --from REVISION" in run.err
+
+
+def test_offline_sql_with_nothing_to_do_says_so_in_sql(tmp_path: Path) -> None:
+    """upgrade --sql from the head, and downgrade --sql to where it starts, print one SQL comment."""
+    head = migrations.head_revision()
+    assert head is not None
+    run = granite_assets(tmp_path, "db", "upgrade", "--sql", "--from", head, "--url", "postgresql://")
+    assert (run.code, run.out) == (EXIT_OK, [f"-- Nothing to do: {head} is the head revision."])
+    run = granite_assets(tmp_path, "db", "downgrade", "--sql", "--from", head, head, "--url", "postgresql://")
+    assert (run.code, run.out) == (EXIT_OK, [f"-- Nothing to do: the database is at {head} already."])
+
+
+def test_check_suggests_the_shell_command_first(tmp_path: Path) -> None:
+    """check on a database that is behind tells a shell user the command to run before the Python call."""
+    run = granite_assets(tmp_path, "db", "check", "--url", f"sqlite:///{tmp_path / 'app.db'}")
+    assert run.code == EXIT_BEHIND
+    assert "Run `granite-assets db upgrade`" in run.err
+    assert run.err.index("granite-assets db upgrade") < run.err.index("upgrade_to_head")
+
+
+def test_diagnostics_go_to_stderr_so_redirected_sql_is_pure(
+    database: Database, environment_copy: Path, tmp_path: Path
+) -> None:
+    """With a stale manifest, upgrade --sql > file holds only SQL; the warning and progress go to stderr."""
+    add_revision(environment_copy, "0002", "0001", manifest=False)  # the manifest no longer matches
+    url = database.url_string
+    script = tmp_path / "upgrade.sql"
+    with script.open("w") as stdout:
+        done = subprocess.run(
+            [sys.executable, "-c", WITH_ENVIRONMENT, str(environment_copy), "db", "upgrade", "--sql"],
+            env={**os.environ, URL_VARIABLE: url},
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+            check=False,
+        )
+    assert done.returncode == EXIT_OK, done.stderr
+    assert "make migrate-manifest" in done.stderr
+    sql = script.read_text()
+    assert sql.startswith(("BEGIN;", "CREATE TABLE")), sql[:200]
+    assert "manifest" not in sql
+    assert "-- Running upgrade 0001 -> 0002" in sql
+
+    run = granite_assets(tmp_path, "db", "upgrade", "--url", url, environment=environment_copy)
+    assert run.code == EXIT_OK, run.err
+    assert run.out == ["at 0002"]
+    assert "make migrate-manifest" in run.err
+    assert "Applied revision 0002 (test revision 0002)" in run.err_lines

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,47 @@ def test_examples_pass_under_doctest(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr + report
     assert "0 failures in tests" in report
     assert re.search(r"^\s*[1-9]\d* tests$", report, re.MULTILINE), report
+
+
+def visible_examples(page: Path) -> list[str]:
+    """The code of the page's ``testcode`` blocks that a reader sees (not ``:hide:``), in order."""
+    blocks: list[str] = []
+    lines = page.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines):
+        directive = re.match(r"^(\s*)\.\. testcode::", line)
+        if not directive:
+            continue
+        indent = len(directive.group(1))
+        body: list[str] = []
+        hidden = False
+        for following in lines[number + 1 :]:
+            if following.strip() and len(following) - len(following.lstrip()) <= indent:
+                break
+            if not body and following.strip().startswith(":"):
+                hidden = hidden or following.strip() == ":hide:"
+                continue
+            body.append(following)
+        if not hidden:
+            blocks.append(textwrap.dedent("\n".join(body)).strip("\n"))
+    return blocks
+
+
+PAGES_WITH_EXAMPLES = sorted(page.name for page in DOCS.glob("*.rst") if visible_examples(page))
+
+
+def test_every_example_is_visible_code_a_host_can_paste() -> None:
+    """The pages show runnable examples as code (testcode), not as >>> sessions that read like tests."""
+    expected = {"index.rst", "migrations.rst", "deployment.rst", "errors.rst", "api.rst"}
+    assert expected <= set(PAGES_WITH_EXAMPLES)
+    for page in DOCS.glob("*.rst"):
+        assert ".. doctest::" not in page.read_text(encoding="utf-8"), page.name
+
+
+@pytest.mark.parametrize("name", PAGES_WITH_EXAMPLES)
+def test_examples_run_as_copied(tmp_path: Path, name: str) -> None:
+    """A page's visible examples, pasted in order into one script in an empty folder, run: no hidden name."""
+    script = "\n\n".join(visible_examples(DOCS / name))
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, check=False
+    )
+    assert result.returncode == 0, f"{name}:\n{script}\n{result.stderr}"

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+
+from granite_assets._errors import INSTALL_HINT
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -45,5 +49,21 @@ def test_missing_db_extra_gives_an_install_hint(tmp_path: Path) -> None:
         kind, is_migration_error, message = report[name]
         assert kind == "MissingDependencyError"
         assert is_migration_error
-        assert 'pip install "granite-assets[db]"' in message
+        assert message.endswith(f"Install the db extra: {INSTALL_HINT}")
+        assert "granite-assets[db]" not in message  # the index's granite-assets is another project
     assert not (workdir / "never-created.db").exists()
+
+    # The hint, followed, makes the same calls work.
+    hinted = shlex.split(INSTALL_HINT.removeprefix("pip install "))
+    subprocess.run([*uv, "pip", "install", "--quiet", "--python", str(python), *hinted], check=True)
+    out = subprocess.run(
+        [str(python), "-c", PROBE], check=True, capture_output=True, text=True, cwd=workdir
+    ).stdout
+    assert [name for name in json.loads(out) if name not in {"heavy", "head"}] == []
+
+
+def test_install_hint_names_the_db_extra_of_pyproject() -> None:
+    """The hint installs exactly the db extra's packages, with its lower bounds."""
+    pyproject = tomllib.loads((REPOSITORY / "pyproject.toml").read_text(encoding="utf-8"))
+    extra = pyproject["project"]["optional-dependencies"]["db"]
+    assert "pip install " + " ".join(f'"{requirement}"' for requirement in extra) == INSTALL_HINT

@@ -14,12 +14,13 @@ from alembic.config import Config
 
 from granite_assets.migrations import MigrationError, upgrade_to_head
 
-# The application's own Alembic configuration, found from this file, not the current directory.
+# The application's own Alembic configuration, found from this file,
+# not from the current directory.
 ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
 
 
 def migrate(url: str, alembic_ini: Path = ALEMBIC_INI) -> None:
-    """Upgrade granite-assets' tables, then the application's, on the database at ``url``."""
+    """Upgrade granite-assets' tables, then the application's, at ``url``."""
     # granite-assets first: the application's revisions may refer to its tables.
     print(f"granite-assets is at revision {upgrade_to_head(url)}")
     config = Config(str(alembic_ini))

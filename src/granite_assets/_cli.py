@@ -1,7 +1,11 @@
 """The ``granite-assets`` command line, for operators: ``granite-assets db upgrade`` and friends.
 
-Exit codes: 0 success, 1 migration error, 2 usage error, 3 database behind (``check``),
-4 database ahead (``check``).
+Results (a revision, the SQL script) go to standard output, and everything else (progress,
+warnings, errors, help asked for by mistake) to standard error, so that output redirected to a
+file holds only the result: ``granite-assets db upgrade --sql > upgrade.sql`` is pure SQL.
+
+Exit codes: 0 success, 1 migration error, 2 usage error (no command included), 3 database behind
+(``check``), 4 database ahead (``check``).
 """
 
 from __future__ import annotations
@@ -21,38 +25,47 @@ EXIT_USAGE = 2
 EXIT_BEHIND = 3
 EXIT_AHEAD = 4
 URL_VARIABLE = "GRANITE_ASSETS_DATABASE_URL"
+SHELL_UPGRADE = "granite-assets db upgrade"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``granite-assets``."""
+    """The argument parser of ``granite-assets``; each command's parser is its ``command_parser`` default."""
     parser = argparse.ArgumentParser(
         prog="granite-assets",
         description="Manage the database tables of granite-assets.",
-        epilog=f"The database URL comes from --url or ${URL_VARIABLE}.",
+        epilog=f"The database URL comes from --url or ${URL_VARIABLE}. Run with no command for this help.",
     )
-    groups = parser.add_subparsers(dest="group", required=True, metavar="{db}")
+    parser.add_argument("--version", action=_Version, help="print the version of granite-assets and exit")
+    groups = parser.add_subparsers(dest="group", metavar="{db}")
     db = groups.add_parser("db", help="database migrations", description="Database migrations.")
-    commands = db.add_subparsers(dest="command", required=True)
+    db.set_defaults(command_parser=db)
+    commands = db.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(name: str, help_: str, *, url: bool = True) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_, description=help_)
+        sub.set_defaults(command_parser=sub)
         if url:
             sub.add_argument("--url", help=f"database URL (default: ${URL_VARIABLE})")
         return sub
 
+    def offline_options(sub: argparse.ArgumentParser, from_help: str) -> None:
+        sub.add_argument(
+            "--sql", action="store_true", help="print the SQL instead of running it (default: run it)"
+        )
+        sub.add_argument("--from", dest="from_revision", metavar="REVISION", help=from_help)
+        sub.add_argument(
+            "--lock-timeout",
+            type=float,
+            default=migrations.DEFAULT_LOCK_TIMEOUT,
+            metavar="SECONDS",
+            help="how long to wait for a migration running in another process (default: %(default)g)",
+        )
+
     upgrade = command("upgrade", "Apply every pending revision.")
-    upgrade.add_argument("--sql", action="store_true", help="print the SQL instead of running it")
-    upgrade.add_argument("--from", dest="from_revision", help="with --sql: the revision to start from")
-    upgrade.add_argument(
-        "--lock-timeout", type=float, default=migrations.DEFAULT_LOCK_TIMEOUT, help="seconds"
-    )
+    offline_options(upgrade, "with --sql: the revision the database is at (default: an empty database)")
     downgrade = command("downgrade", "Revert revisions down to REVISION (or base).")
-    downgrade.add_argument("revision", help="a revision id, or base")
-    downgrade.add_argument("--sql", action="store_true", help="print the SQL instead of running it")
-    downgrade.add_argument("--from", dest="from_revision", help="with --sql: the revision to start from")
-    downgrade.add_argument(
-        "--lock-timeout", type=float, default=migrations.DEFAULT_LOCK_TIMEOUT, help="seconds"
-    )
+    downgrade.add_argument("revision", metavar="REVISION", help="a revision id, or base to revert them all")
+    offline_options(downgrade, "with --sql: the revision the database is at (no default: required)")
     command("current", "Print the revision the database is at.")
     command("check", "Exit 0 if the database is at head, 3 if behind, 4 if ahead.")
     command("heads", "Print the newest revision this release ships.", url=False)
@@ -64,19 +77,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "command", None) is None:  # no command: show what there is to run
+        (getattr(args, "command_parser", None) or parser).print_help(sys.stderr)
+        return EXIT_USAGE
+    usage = args.command_parser
     url = getattr(args, "url", None) or os.environ.get(URL_VARIABLE)
     offline = getattr(args, "sql", False)
     if hasattr(args, "url") and not url:
-        parser.error(f"no database URL: pass --url or set ${URL_VARIABLE}")
+        usage.error(f"no database URL: pass --url or set ${URL_VARIABLE}")
     if getattr(args, "from_revision", None) and not offline:
-        parser.error("--from goes with --sql: online, the database says where it is")
+        usage.error("--from goes with --sql: online, the database says where it is")
     if args.command == "downgrade" and offline and not args.from_revision:
-        parser.error("downgrade --sql needs --from REVISION: offline SQL cannot read the database")
+        usage.error("downgrade --sql needs --from REVISION: offline SQL cannot read the database")
     _show_progress()
     try:
         return _run(args, url or "")
     except DatabaseBehindError as exc:
-        print(exc, file=sys.stderr)
+        print(_behind(exc, url or ""), file=sys.stderr)
         return EXIT_BEHIND
     except DatabaseAheadError as exc:
         if args.command == "check":  # a verdict, not a failure of the command
@@ -101,23 +118,54 @@ def _run(args: argparse.Namespace, url: str) -> int:
     elif args.command == "check":
         print(f"up to date at {migrations.check_up_to_date(url)}")
     elif args.command == "upgrade" and args.sql:
-        print(migrations.upgrade_sql(url, args.from_revision), end="")
+        script = migrations.upgrade_sql(url, args.from_revision)
+        print(script or f"-- Nothing to do: {args.from_revision} is the head revision.\n", end="")
     elif args.command == "upgrade":
         print(f"at {migrations.upgrade_to_head(url, lock_timeout=args.lock_timeout)}")
     elif args.sql:
-        print(migrations.downgrade_sql(url, args.from_revision, args.revision), end="")
+        script = migrations.downgrade_sql(url, args.from_revision, args.revision)
+        print(script or f"-- Nothing to do: the database is at {args.revision} already.\n", end="")
     else:
         print(f"at {migrations.downgrade(url, args.revision, lock_timeout=args.lock_timeout) or 'base'}")
     return EXIT_OK
 
 
+def _behind(exc: DatabaseBehindError, url: str) -> str:
+    """The verdict of ``check`` on a database that lacks revisions, worded for a shell."""
+    from granite_assets._urls import display_url, parse_url
+
+    messages = {rev.revision: rev.message for rev in migrations.revisions()}
+    pending = "".join(f"  {revision} ({messages.get(revision, '?')})\n" for revision in exc.pending)
+    return (
+        f"The database {display_url(parse_url(url))} is at revision {exc.current or 'none'}.\n"
+        f"Pending granite-assets revisions:\n{pending}"
+        f"Run `{SHELL_UPGRADE}` to apply them, or upgrade_to_head() from Python."
+    )
+
+
 def _show_progress() -> None:
-    """Print each applied revision: this is a program, so it may configure its own output."""
-    handler = logging.StreamHandler(sys.stdout)
+    """Show each applied revision and every warning on standard error, keeping stdout for results.
+
+    This is a program, so unlike the library it may configure its own output.
+    """
+    handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     package_logger = logging.getLogger("granite_assets")
     package_logger.addHandler(handler)
     package_logger.setLevel(logging.INFO)
+
+
+class _Version(argparse.Action):
+    """``--version``, reading the installed version only when asked (importlib.metadata is slow)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:  # noqa: A002
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from importlib.metadata import version
+
+        print(f"{parser.prog} {version('granite-assets')}")
+        parser.exit()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-INSTALL_HINT = 'pip install "granite-assets[db]"  (or: uv add "granite-assets[db]")'
+# The db extra's own packages, with its lower bounds (a test keeps them equal to pyproject.toml's):
+# this works however granite-assets was installed, while "granite-assets[db]" from the package
+# index finds an unrelated project of the same name until this one is published there.
+INSTALL_HINT = 'pip install "alembic>=1.13.0" "sqlalchemy>=2.0.30"'
+
+
+#: Where users import the exceptions from, and so the module their tracebacks should name.
+PUBLIC_MODULE = "granite_assets.migrations"
 
 
 class MigrationError(Exception):
@@ -12,6 +20,27 @@ class MigrationError(Exception):
 
     Every message names the database by its URL with the password hidden.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__module__ == __name__:  # this module's exceptions, not a subclass of a user's
+            cls.__module__ = PUBLIC_MODULE
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Unpickle without calling __init__, whose arguments differ from one subclass to the next
+        # (the default would call cls(*args) and miss e.g. DatabaseAheadError's revision).
+        return (_restore, (type(self), self.args, self.__dict__))
+
+
+MigrationError.__module__ = PUBLIC_MODULE
+
+
+def _restore(cls: type[MigrationError], args: tuple[Any, ...], state: dict[str, Any]) -> MigrationError:
+    """Rebuild a pickled exception: its arguments and attributes, without running ``__init__``."""
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
 
 
 class MissingDependencyError(MigrationError, ImportError):
