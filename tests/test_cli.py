@@ -340,3 +340,22 @@ def test_diagnostics_go_to_stderr_so_redirected_sql_is_pure(
     assert run.out == ["at 0002"]
     assert "make migrate-manifest" in run.err
     assert "Applied revision 0002 (test revision 0002)" in run.err_lines
+
+
+def test_downgrade_with_nothing_to_revert_says_so(database: Database, tmp_path: Path) -> None:
+    """downgrade 0001 on a database granite-assets never touched exits 3: there is nothing to downgrade."""
+    run = granite_assets(tmp_path, "db", "downgrade", BASELINE.revision, "--url", database.url_string)
+    assert run.code == EXIT_BEHIND
+    assert "there is nothing to downgrade" in run.err
+    assert "never migrated it" in run.err
+    assert run.out == []
+    assert version_rows(database) is None
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "soon"])
+def test_lock_timeout_must_be_zero_or_more_seconds(tmp_path: Path, value: str) -> None:
+    """--lock-timeout refuses NaN, negative numbers and words as a usage error naming the option."""
+    run = granite_assets(tmp_path, "db", "upgrade", "--url", "sqlite://", "--lock-timeout", value)
+    assert run.code == EXIT_USAGE
+    assert "--lock-timeout" in run.err
+    assert "zero or more seconds" in run.err

@@ -18,6 +18,7 @@ from sqlalchemy.util import greenlet_spawn
 from granite_assets import _locking, _runner
 from granite_assets._history import load_history
 from granite_assets._target import Database, refuse_in_memory
+from granite_assets._timeouts import check_lock_timeout
 from granite_assets._urls import create_owned_engine, is_async, parse_url
 
 try:  # SQLAlchemy 2.1 renamed await_only to await_
@@ -35,7 +36,7 @@ async def upgrade_async(
     directory: Path, target: AsyncEngine | AsyncConnection | str | URL, lock_timeout: float
 ) -> str | None:
     """Upgrade through an async engine or connection, or an async (or sync) URL."""
-    lock_timeout = _locking.check_lock_timeout(lock_timeout)
+    lock_timeout = check_lock_timeout(lock_timeout)
     if isinstance(target, AsyncConnection):
         return await target.run_sync(
             lambda c: _locking.with_sleep(_cooperative_sleep, _runner.upgrade, directory, c, lock_timeout)

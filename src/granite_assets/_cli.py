@@ -5,7 +5,7 @@ warnings, errors, help asked for by mistake) to standard error, so that output r
 file holds only the result: ``granite-assets db upgrade --sql > upgrade.sql`` is pure SQL.
 
 Exit codes: 0 success, 1 migration error, 2 usage error (no command included), 3 database behind
-(``check``), 4 database ahead (``check``).
+(``check``; ``downgrade`` to a revision above the database's), 4 database ahead (``check``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from granite_assets import migrations
 from granite_assets._errors import DatabaseAheadError, DatabaseBehindError, MigrationError
+from granite_assets._timeouts import check_lock_timeout
 
 EXIT_OK = 0
 EXIT_MIGRATION_ERROR = 1
@@ -55,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--from", dest="from_revision", metavar="REVISION", help=from_help)
         sub.add_argument(
             "--lock-timeout",
-            type=float,
+            type=_seconds,
             default=migrations.DEFAULT_LOCK_TIMEOUT,
             metavar="SECONDS",
             help="how long to wait for a migration running in another process (default: %(default)g)",
@@ -92,8 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _show_progress()
     try:
         return _run(args, url or "")
-    except DatabaseBehindError as exc:
-        print(_behind(exc, url or ""), file=sys.stderr)
+    except DatabaseBehindError as exc:  # check's verdict, or a downgrade with nothing to revert
+        print(_behind(exc, url or "") if args.command == "check" else exc, file=sys.stderr)
         return EXIT_BEHIND
     except DatabaseAheadError as exc:
         if args.command == "check":  # a verdict, not a failure of the command
@@ -128,6 +129,14 @@ def _run(args: argparse.Namespace, url: str) -> int:
     else:
         print(f"at {migrations.downgrade(url, args.revision, lock_timeout=args.lock_timeout) or 'base'}")
     return EXIT_OK
+
+
+def _seconds(text: str) -> float:
+    """Parse ``--lock-timeout``: zero or more seconds, ``inf`` for no limit."""
+    try:
+        return check_lock_timeout(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected zero or more seconds, or inf, not {text!r}") from None
 
 
 def _behind(exc: DatabaseBehindError, url: str) -> str:

@@ -82,19 +82,6 @@ def pause(seconds: float) -> None:
     _sleep.get()(seconds)
 
 
-def check_lock_timeout(lock_timeout: float) -> float:
-    """Return ``lock_timeout`` as a float; refuse NaN and negative values (infinity: no limit)."""
-    try:
-        value = float(lock_timeout)
-    except (TypeError, ValueError):
-        raise ValueError(f"lock_timeout must be a number of seconds, not {lock_timeout!r}") from None
-    if math.isnan(value) or value < 0:
-        raise ValueError(
-            f"lock_timeout must be zero or more seconds (math.inf waits without limit), not {lock_timeout!r}"
-        )
-    return value
-
-
 def wait_for(
     try_once: Callable[[float], bool],
     *,

@@ -41,6 +41,7 @@ from granite_assets._failures import (
 from granite_assets._history import History, Revision, load_history
 from granite_assets._inprocess import alembic_run
 from granite_assets._target import Database, Target, connect, resolve
+from granite_assets._timeouts import check_lock_timeout
 from granite_assets._urls import is_async, parse_url
 from granite_assets._version_table import stored_revision
 
@@ -185,7 +186,7 @@ def check_up_to_date(directory: Path, target: Target, lock_timeout: float) -> st
 
 def upgrade(directory: Path, target: Target, lock_timeout: float) -> str | None:
     """Bring the database to head; return the revision it is at."""
-    lock_timeout = _locking.check_lock_timeout(lock_timeout)
+    lock_timeout = check_lock_timeout(lock_timeout)
     history = load_history(directory)
     with resolve(target, lock_timeout) as db:
         return migrate_target(db, Job(directory, history, "head", lock_timeout))
@@ -193,7 +194,7 @@ def upgrade(directory: Path, target: Target, lock_timeout: float) -> str | None:
 
 def downgrade(directory: Path, target: Target, revision: str, lock_timeout: float) -> str | None:
     """Step the database down to ``revision`` (or ``"base"``) under the migration lock."""
-    lock_timeout = _locking.check_lock_timeout(lock_timeout)
+    lock_timeout = check_lock_timeout(lock_timeout)
     history = load_history(directory)
     if revision != "base" and not history.knows(revision):
         raise unknown_revision(history, revision)
@@ -221,7 +222,7 @@ def migrate_target(db: Database, job: Job) -> str | None:
 
 def upgrade_database(directory: Path, db: Database, history: History, lock_timeout: float) -> str | None:
     """Upgrade a database reached through an engine (the async entry point's way in)."""
-    return migrate_target(db, Job(directory, history, "head", _locking.check_lock_timeout(lock_timeout)))
+    return migrate_target(db, Job(directory, history, "head", check_lock_timeout(lock_timeout)))
 
 
 @contextmanager
