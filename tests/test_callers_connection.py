@@ -213,3 +213,14 @@ def test_callers_transaction_outlives_a_lock_timeout(database: Database, environ
         assert _runner.upgrade(environment_copy, connection, 30) == "0003"
         connection.commit()
     assert version_rows(database) == ["0003"]
+
+
+@pytest.mark.parametrize("backend", backend_params(), indirect=True)
+def test_autocommit_engine_commits_the_migration(database: Database, environment_copy: Path) -> None:
+    """From an engine in AUTOCOMMIT, a successful migration is committed and seen by other sessions."""
+    add_table_revisions(environment_copy, "ace")
+    with engine_for(database, isolation_level="AUTOCOMMIT") as engine:
+        assert _runner.upgrade(environment_copy, engine, 30) == "0003"
+    assert version_rows(database) == ["0003"]
+    assert {"granite_assets_ace0002", "granite_assets_ace0003"} <= database.table_names()
+    assert lock_is_free(database)

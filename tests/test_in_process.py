@@ -16,10 +16,11 @@ from alembic.config import Config
 from conftest import ASYNC_DRIVERS, BACKENDS, Backend, Database, add_revision, backend_params, fresh_database
 from sqlalchemy import create_engine
 from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import NullPool, StaticPool
 from support import version_rows
 
-from granite_assets import _async, _runner
+from granite_assets import _async, _runner, migrations
+from granite_assets.migrations import MigrationError
 
 TENANTS = 4
 REVISIONS = ("0002", "0003", "0004", "0005")
@@ -171,5 +172,39 @@ def test_nested_run_puts_back_the_hosts_alembic_proxies(database: Database, slow
             assert _runner.upgrade(slow_revisions, engine, 60) == "0005"
             assert (vars(alembic.context).get("_proxy"), vars(alembic.op).get("_proxy")) == before
             assert alembic.context.config is host_config
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_from_inside_a_granite_assets_revision_fails_at_once(
+    database: Database, environment_copy: Path, tmp_path: Path
+) -> None:
+    """A revision that calls granite-assets again gets a clear error, not a wait for itself."""
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    add_revision(
+        environment_copy,
+        "0002",
+        "0001",
+        "from pathlib import Path\nfrom granite_assets import _runner\n"
+        f"_runner.upgrade(Path({str(environment_copy)!r}), {other!r}, 300)",
+        message="calls back",
+    )
+    with pytest.raises(MigrationError, match="from inside one of its own migrations"):
+        _runner.upgrade(environment_copy, database.url_string, 300)
+
+
+@pytest.mark.parametrize(
+    "backend", backend_params([b for b in BACKENDS if b.name == "sqlite"]), indirect=True
+)
+@pytest.mark.usefixtures("backend")
+def test_in_memory_database_through_a_static_pool_engine() -> None:
+    """The in-memory SQLite database the URL refusal points to: a StaticPool Engine, migrated and kept."""
+    engine = create_engine("sqlite://", poolclass=StaticPool)
+    try:
+        assert migrations.upgrade_to_head(engine) == migrations.head_revision()
+        assert migrations.current_revision(engine) == migrations.head_revision()
+        with engine.connect() as connection:  # a connection in AUTOCOMMIT, sharing the one database
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            assert migrations.upgrade_to_head(connection) == migrations.head_revision()
     finally:
         engine.dispose()

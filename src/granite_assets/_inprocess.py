@@ -15,12 +15,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
-from granite_assets._errors import MigrationLockTimeoutError
+from granite_assets._errors import MigrationError, MigrationLockTimeoutError
 from granite_assets._locking import wait_for, waits_cooperatively
 
 _alembic_run = threading.Lock()
+# Set while this thread (or task) runs granite-assets' Alembic: a call from inside that run, such
+# as a revision upgrading granite-assets again, would wait for itself until lock_timeout.
+_running: ContextVar[bool] = ContextVar("granite_assets_running", default=False)
 
 
 def _take(budget: float) -> bool:
@@ -33,6 +37,11 @@ def _take(budget: float) -> bool:
 @contextmanager
 def alembic_run(timeout: float, where: str) -> Iterator[None]:
     """Hold the process's Alembic lock, and restore the Alembic proxies found on entry, on exit."""
+    if _running.get():
+        raise MigrationError(
+            f"granite-assets was asked to migrate {where} from inside one of its own migrations "
+            "(a revision, or a callback it runs); that would wait for itself. Call it before or after."
+        )
     if not wait_for(
         _take,
         timeout=timeout,
@@ -45,10 +54,12 @@ def alembic_run(timeout: float, where: str) -> Iterator[None]:
             f"than {timeout:g} seconds, so {where} was not migrated. Wait for it to finish, or raise "
             "lock_timeout."
         )
+    token = _running.set(True)
     try:
         with _host_alembic_kept():
             yield
     finally:
+        _running.reset(token)
         _alembic_run.release()
 
 
