@@ -281,6 +281,11 @@ def test_pg8000_connects_and_fails_clearly(tmp_path: Path) -> None:
         assert migrations.upgrade_to_head(database.url) == migrations.head_revision()
         with pytest.raises(DatabaseConnectionError, match="server is running"):
             migrations.upgrade_to_head(database.url.set(port=free_port()))
+        with pytest.raises(DatabaseConnectionError) as caught:  # the server's words, not pg8000's dict
+            migrations.upgrade_to_head(database.url.set(database=f"{database.url.database}_gone"))
+        assert f'database "{database.url.database}_gone" does not exist.' in str(caught.value)
+        assert "does not exist on that server" in str(caught.value)
+        assert "{" not in str(caught.value)
 
 
 @pytest.mark.parametrize(

@@ -69,7 +69,7 @@ def test_traceback_shows_the_public_name(tmp_path: Path) -> None:
     """An uncaught error's traceback ends with granite_assets.migrations.<Name>, the name to catch."""
     code = (
         "from granite_assets.migrations import upgrade_to_head\n"
-        "upgrade_to_head('postgresql+pg8000://app@localhost/app')\n"
+        "upgrade_to_head('postgresql+psycopg2cffi://app@localhost/app')\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=False

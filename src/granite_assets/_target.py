@@ -95,11 +95,19 @@ def connect(db: Database) -> Iterator[Connection]:
     except ImportError as exc:
         raise missing_driver(db.url, exc) from None
     except DBAPIError as exc:
-        raise connection_error(db, str(exc.orig), exc.orig) from None
+        raise connection_error(db, driver_text(exc.orig), exc.orig) from None
     except OSError as exc:  # drivers such as asyncpg let the socket's own error through
         raise connection_error(db, f"{type(exc).__name__}: {exc}", exc) from None
     with connection:
         yield connection
+
+
+def driver_text(orig: BaseException | None) -> str:
+    """A driver error's own words: pg8000 gives the server's fields as a dict, whose M is the message."""
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], dict) and "M" in args[0]:
+        return str(args[0]["M"])
+    return str(orig)
 
 
 def connection_error(db: Database, text: str, orig: BaseException | None) -> DatabaseConnectionError:
@@ -135,6 +143,8 @@ def _is(
     args = getattr(orig, "args", ())
     if args and isinstance(args[0], int):  # MySQL's own error number says more than its SQLSTATE
         return args[0] in codes
+    if args and isinstance(args[0], dict):  # pg8000: the server's fields, C being the SQLSTATE
+        return args[0].get("C") in states
     code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     if isinstance(code, str):
         return code in states
