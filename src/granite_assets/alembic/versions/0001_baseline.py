@@ -16,6 +16,12 @@ down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# Whether code written for the previous revision keeps working after this one, so that an older
+# release may run against a database this revision migrated: True only for additions (a table, a
+# nullable column or one with a server default, an index). See "Expand and contract" in the docs.
+# The baseline has no previous revision: no older release runs against it.
+backward_compatible: bool = False
+
 
 def upgrade() -> None:
     """Apply this revision."""
