@@ -259,7 +259,20 @@ def manifest_problems(directory: Path) -> list[str]:
     want = {e["revision"]: e for e in expected["revisions"]}
     problems = [f"revision {r} is not in the manifest" for r in want if r not in have]
     problems += [f"the manifest lists {r}, which has no revision file" for r in have if r not in want]
-    problems += [
-        f"the manifest's entry for {r} is out of date" for r in want if r in have and have[r] != want[r]
-    ]
+    for r, entry in want.items():
+        if r in have and have[r] != entry:
+            problems += _entry_problems(r, have[r], entry)
     return problems or ["the manifest lists the revisions in the wrong order"]
+
+
+def _entry_problems(revision: str, have: dict[str, Any], want: dict[str, Any]) -> list[str]:
+    """How a manifest entry differs from its revision file, the flag older releases rely on first."""
+    problems = []
+    if have["backward_compatible"] != want["backward_compatible"]:
+        problems.append(
+            f"the manifest says backward_compatible = {have['backward_compatible']} for {revision}, "
+            f"its revision file says {want['backward_compatible']}"
+        )
+    if any(have[key] != want[key] for key in want if key != "backward_compatible"):
+        problems.append(f"the manifest's entry for {revision} is out of date")
+    return problems
