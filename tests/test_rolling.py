@@ -259,6 +259,26 @@ def test_a_damaged_record_is_repaired_by_the_next_migrating_call(
     assert record(database) == RECORD_0004
 
 
+def test_a_record_whose_rows_form_a_loop_is_treated_as_unrecorded(
+    database: Database, releases: Releases, tmp_path: Path
+) -> None:
+    """Rows that lead back to themselves (a damaged record) stop release 1 instead of hanging it."""
+    _runner.upgrade(releases.two, database.url_string, LOCK_TIMEOUT)
+    database.execute(
+        f"UPDATE {COMPATIBILITY_TABLE} SET down_revision = '0099' WHERE revision = '0003'",
+        f"INSERT INTO {COMPATIBILITY_TABLE} (revision, down_revision, backward_compatible) "
+        "VALUES ('0099', '0003', TRUE)",
+    )
+
+    # In a worker process, which the watchdog kills if the walk never ends.
+    with Workers(1, releases.one, LOCK_TIMEOUT, tmp_path / "workers", deadline=60) as worker:
+        worker.start(database.url_string)
+        (result,) = worker.results()
+
+    assert result["error"] == "DatabaseAheadError", result
+    assert "does not record whether the newer revisions are backward compatible" in result["message"]
+
+
 def test_histories_that_part_before_this_release_head_are_not_compatible(
     database: Database, releases: Releases, tmp_path: Path
 ) -> None:
