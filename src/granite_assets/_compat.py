@@ -110,7 +110,7 @@ def examine(connection: Connection, history: History, current: str) -> Ahead:
     step: str | None = current
     while step is not None and not history.knows(step):
         row = rows.get(step)
-        if row is None:
+        if row is None or step in newer:  # missing, or a loop in damaged rows
             return Ahead(current, (), "unrecorded")
         newer.append(step)
         step = row.down_revision
