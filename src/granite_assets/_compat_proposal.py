@@ -68,7 +68,7 @@ def _incompatibility(op: ops.MigrateOperation, created: set[str]) -> str | None:
     if _unnoticed(op, created):
         return None
     if isinstance(op, ops.AddColumnOp):
-        return f"{_describe(op)} is NOT NULL without a server default (older code's INSERTs would fail)"
+        return f"{_describe(op)} is NOT NULL without a server default: older code's INSERTs would fail"
     if isinstance(op, ops.CreateIndexOp | ops.AddConstraintOp):
         return f"{_describe(op)} restricts what older code may write to an existing table"
     if isinstance(op, ops.ExecuteSQLOp | ops.BulkInsertOp):
