@@ -173,7 +173,7 @@ def flag_warnings(directory: Path) -> list[str]:
         if not proposal.backward_compatible:
             warnings.append(
                 f"{name} is declared backward compatible, but {'; '.join(proposal.reasons)}: "
-                "confirm that code written for the previous revision keeps working, or set it to False"
+                "confirm that every older release keeps working after it, or set it to False"
             )
     return warnings
 

@@ -91,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         why = "only additions" if proposal.backward_compatible else "; ".join(proposal.reasons)
         print(
             f"It says backward_compatible = {proposal.backward_compatible}, proposed from its operations "
-            f"({why}): confirm or correct it in review. True means code written for the previous "
-            "revision keeps working after this one (see Expand and contract in docs/deployment.rst)."
+            f"({why}): confirm or correct it in review. True means every older release keeps working "
+            "after this revision (see Expand and contract in docs/deployment.rst)."
         )
     if args.empty:
         print("Write its upgrade() and downgrade(), then run make migrate-check.")

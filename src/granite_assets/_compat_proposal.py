@@ -1,13 +1,13 @@
 """Proposing a revision's ``backward_compatible`` flag from its operations (a maintainer's tool).
 
-A revision is backward compatible when code written for the revision before it keeps working
-after it, which holds for additions that such code never notices: a new table (with its own
-indexes and constraints), a column that may be left out of an INSERT (nullable, or with a server
-default), an index that does not restrict the data. Everything else (a drop, a rename, an altered
-column, a constraint or unique index on an existing table, a data change) may break it, and so
-may a revision with no operation, which is how data migrations start. The heuristic only
-proposes: the maintainer confirms the flag in review, since no operation list can tell whether
-older code relies on, say, a column's old type.
+A revision is backward compatible when every older release that worked with the database before
+it keeps working after it, which holds for additions that older code never notices: a new table
+(with its own indexes and constraints), a column that may be left out of an INSERT (nullable, or
+with a server default), an index that does not restrict the data. Everything else (a drop, a
+rename, an altered column, a constraint or unique index on an existing table, a data change) may
+break it, and so may a revision with no operation, which is how data migrations start. The
+heuristic only proposes: the maintainer confirms the flag in review, since no operation list can
+tell whether older code relies on, say, a column's old type.
 
 ``make migrate-create`` (through the bundled ``env.py``) writes the proposal into new revisions;
 ``make migrate-check`` warns when a revision declared compatible holds an operation this module

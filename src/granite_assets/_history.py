@@ -42,9 +42,10 @@ class Revision:
         down_revision: The id of the revision it builds on; ``None`` for the first.
         message: The revision's message: the first paragraph of its file's docstring.
         file: The name of its file in ``versions/``.
-        backward_compatible: Whether code written for the previous revision keeps working
-            after this one (the revision file's module-level ``backward_compatible``; absent
-            means ``False``).
+        backward_compatible: Whether every older release that worked with the database before
+            this revision keeps working after it, so that it may run against a database this
+            revision migrated: true only of additions (the revision file's module-level
+            ``backward_compatible``; absent means ``False``). See :ref:`expand-contract`.
     """
 
     revision: str

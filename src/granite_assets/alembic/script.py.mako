@@ -18,9 +18,10 @@ down_revision: str | None = ${repr(down_revision)}
 branch_labels: str | Sequence[str] | None = ${repr(branch_labels)}
 depends_on: str | Sequence[str] | None = ${repr(depends_on)}
 
-# Whether code written for the previous revision keeps working after this one, so that an older
-# release may run against a database this revision migrated: True only for additions (a table, a
-# nullable column or one with a server default, an index). See "Expand and contract" in the docs.
+# Whether every older release that worked with the database before this revision keeps working
+# after it, so that it may run against a database this revision migrated: True only for additions
+# (a table, a nullable column or one with a server default, an index). See "Expand and contract"
+# in the deployment docs.
 % for line in (proposal.comment() if proposal else ["No value was proposed: decide it in review."]):
 # ${line}
 % endfor

@@ -16,9 +16,10 @@ down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Whether code written for the previous revision keeps working after this one, so that an older
-# release may run against a database this revision migrated: True only for additions (a table, a
-# nullable column or one with a server default, an index). See "Expand and contract" in the docs.
+# Whether every older release that worked with the database before this revision keeps working
+# after it, so that it may run against a database this revision migrated: True only for additions
+# (a table, a nullable column or one with a server default, an index). See "Expand and contract"
+# in the deployment docs.
 # The baseline has no previous revision: no older release runs against it.
 backward_compatible: bool = False
 
