@@ -12,26 +12,28 @@ from __future__ import annotations
 
 import logging
 import shutil
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import BACKENDS, Database, add_revision, backend_params
-from sqlalchemy import Engine, create_engine
+from conftest import BACKENDS, Database, _admin_execute, add_revision, backend_params, require_server
+from sqlalchemy import URL, Engine, create_engine, text
 from sqlalchemy.pool import NullPool
-from support import Workers, lock_is_free, snapshot, version_rows
+from support import Workers, lock_is_free, new_password, snapshot, version_rows
 from test_cli import granite_assets
 
 from granite_assets import _runner
 from granite_assets._cli import EXIT_AHEAD, EXIT_OK
 from granite_assets._compat import COMPATIBILITY_TABLE
-from granite_assets._history import write_manifest
+from granite_assets._history import VERSION_TABLE, write_manifest
 from granite_assets.migrations import DatabaseAheadError
 
 LOCK_TIMEOUT = 120.0
 TRANSACTIONAL = [b for b in BACKENDS if b.name != "mysql"]
+SERVERS = [b for b in BACKENDS if b.name != "sqlite"]
 ASSET = "granite_assets_asset"
 
 Row = tuple[str, str | None, bool]
@@ -117,21 +119,22 @@ def state(database: Database) -> tuple[object, ...]:
 
 
 @contextmanager
-def engine_for(database: Database) -> Iterator[Engine]:
+def engine_for(target: Database | URL) -> Iterator[Engine]:
     """An engine of the host's, disposed after."""
-    engine = create_engine(database.url, poolclass=NullPool)
+    engine = create_engine(target.url if isinstance(target, Database) else target, poolclass=NullPool)
     try:
         yield engine
     finally:
         engine.dispose()
 
 
-def refusal(directory: Path, database: Database) -> list[DatabaseAheadError]:
+def refusal(directory: Path, target: Database | str) -> list[DatabaseAheadError]:
     """The errors upgrade_to_head and check_up_to_date raise for the release in ``directory``."""
+    url = target.url_string if isinstance(target, Database) else target
     errors = []
     for call in (_runner.upgrade, _runner.check_up_to_date):
         with pytest.raises(DatabaseAheadError) as caught:
-            call(directory, database.url_string, LOCK_TIMEOUT)
+            call(directory, url, LOCK_TIMEOUT)
         errors.append(caught.value)
     return errors
 
@@ -323,3 +326,49 @@ def test_replicas_of_two_releases_starting_at_once(
     assert version_rows(database) == ["0003"]
     assert record(database) == RECORD_0003
     assert lock_is_free(database)
+
+
+@contextmanager
+def version_table_reader(database: Database, password: str) -> Iterator[URL]:
+    """A login that may read the version table and nothing else, as an application's role granted early."""
+    backend = database.backend.name
+    admin = require_server(backend)
+    user = f"ga_user_{uuid.uuid4().hex[:10]}"
+    if backend == "postgresql":
+        _admin_execute(admin, f"CREATE ROLE {user} LOGIN PASSWORD '{password}'")
+        database.execute(f"GRANT SELECT ON {VERSION_TABLE} TO {user}")
+        drop = f"DROP ROLE IF EXISTS {user}"
+    else:
+        _admin_execute(admin, f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'")
+        _admin_execute(admin, f"GRANT SELECT ON `{database.url.database}`.{VERSION_TABLE} TO '{user}'@'%'")
+        drop = f"DROP USER IF EXISTS '{user}'@'%'"
+    try:
+        yield database.url.set(username=user, password=password)
+    finally:
+        if backend == "postgresql":
+            database.execute(f"DROP OWNED BY {user}")
+        _admin_execute(admin, drop)
+
+
+@pytest.mark.parametrize("backend", backend_params(SERVERS), indirect=True)
+def test_a_record_this_login_cannot_read_stops_the_older_release_with_a_migration_error(
+    database: Database, releases: Releases, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A login that may read the version table but not the record gets DatabaseAheadError, and a warning."""
+    _runner.upgrade(releases.two, database.url_string, LOCK_TIMEOUT)
+    password = new_password()
+    caplog.set_level(logging.WARNING, logger="granite_assets")
+
+    with version_table_reader(database, password) as url:
+        for error in refusal(releases.one, url.render_as_string(hide_password=False)):
+            assert (error.revision, error.reason) == ("0003", "unrecorded")
+        with engine_for(url) as engine, engine.connect() as connection:
+            with pytest.raises(DatabaseAheadError):
+                _runner.check_up_to_date(releases.one, connection, LOCK_TIMEOUT)
+            assert connection.execute(text("SELECT 1")).scalar() == 1  # the caller's transaction lives on
+            connection.rollback()
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings
+    assert all(f"Could not read {COMPATIBILITY_TABLE}" in w for w in warnings), warnings
+    assert all("Grant" in w and password not in w for w in warnings)
