@@ -4,7 +4,9 @@ No real database is involved: the bundled ``env.py``, run through ``alembic.ini`
 database URL, brings a scratch SQLite database in a temporary folder to the current head,
 compares it with the models, and deletes it. The new file gets the next sequential id
 (``0002_add_asset_metadata_table.py``), is formatted with ruff, and ``revisions.json`` is
-regenerated.
+regenerated. The file says ``backward_compatible = True`` or ``False``, a value proposed from the
+generated operations (only additions are compatible; see ``granite_assets._compat_proposal``),
+which the maintainer confirms or corrects in review.
 
 Usage::
 
@@ -84,6 +86,14 @@ def main(argv: list[str] | None = None) -> int:
         if script is None:
             continue
         print(f"Wrote revision {script.revision} to {script.path} and regenerated revisions.json.")
+    proposal = config.attributes.get("granite_assets_proposal")
+    if proposal is not None:
+        why = "only additions" if proposal.backward_compatible else "; ".join(proposal.reasons)
+        print(
+            f"It says backward_compatible = {proposal.backward_compatible}, proposed from its operations "
+            f"({why}): confirm or correct it in review. True means every older release keeps working "
+            "after this revision (see Expand and contract in docs/deployment.rst)."
+        )
     if args.empty:
         print("Write its upgrade() and downgrade(), then run make migrate-check.")
     else:

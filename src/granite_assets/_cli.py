@@ -5,7 +5,8 @@ warnings, errors, help asked for by mistake) to standard error, so that output r
 file holds only the result: ``granite-assets db upgrade --sql > upgrade.sql`` is pure SQL.
 
 Exit codes: 0 success, 1 migration error, 2 usage error (no command included), 3 database behind
-(``check``; ``downgrade`` to a revision above the database's), 4 database ahead (``check``).
+(``check``; ``downgrade`` to a revision above the database's), 4 database ahead of this release
+by a revision that is not backward compatible (``check``).
 """
 
 from __future__ import annotations
@@ -68,7 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     downgrade.add_argument("revision", metavar="REVISION", help="a revision id, or base to revert them all")
     offline_options(downgrade, "with --sql: the revision the database is at (no default: required)")
     command("current", "Print the revision the database is at.")
-    command("check", "Exit 0 if the database is at head, 3 if behind, 4 if ahead.")
+    command(
+        "check",
+        "Exit 0 if the database is at head (or ahead by backward-compatible revisions only), "
+        "3 if behind, 4 if ahead.",
+    )
     command("heads", "Print the newest revision this release ships.", url=False)
     command("history", "List the revisions this release ships, oldest first.", url=False)
     return parser
@@ -117,7 +122,14 @@ def _run(args: argparse.Namespace, url: str) -> int:
     elif args.command == "current":
         print(migrations.current_revision(url) or "(none)")
     elif args.command == "check":
-        print(f"up to date at {migrations.check_up_to_date(url)}")
+        current, head = migrations.check_up_to_date(url), migrations.head_revision()
+        if current == head:
+            print(f"up to date at {current}")
+        else:  # ahead, since behind raised: every newer revision is backward compatible
+            print(
+                f"ahead, compatible with this release: the database is at {current}, "
+                f"this release's head is {head}"
+            )
     elif args.command == "upgrade" and args.sql:
         script = migrations.upgrade_sql(url, args.from_revision)
         print(script or f"-- Nothing to do: {args.from_revision} is the head revision.\n", end="")

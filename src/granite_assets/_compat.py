@@ -20,10 +20,13 @@ release's elsewhere, is treated as incompatible.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import Boolean, Column, Connection, MetaData, String, Table, delete, insert, select
+from sqlalchemy import Boolean, Column, Connection, MetaData, Row, String, Table, delete, insert, select
+from sqlalchemy.exc import DBAPIError
 
 from granite_assets._history import History, Revision
 from granite_assets._version_table import has_table
@@ -103,14 +106,14 @@ def record_step(connection: Connection, revision: Revision, *, applied: bool) ->
 
 def examine(connection: Connection, history: History, current: str) -> Ahead:
     """Read the record of a database at ``current``, a revision this release does not ship."""
-    if not has_table(connection, COMPATIBILITY_TABLE):
+    rows = _read(connection)
+    if rows is None:
         return Ahead(current, (), "unrecorded")
-    rows = {row.revision: row for row in connection.execute(select(_table))}
     newer: list[str] = []
     step: str | None = current
     while step is not None and not history.knows(step):
         row = rows.get(step)
-        if row is None:
+        if row is None or step in newer:  # missing, or a loop in damaged rows
             return Ahead(current, (), "unrecorded")
         newer.append(step)
         step = row.down_revision
@@ -119,6 +122,40 @@ def examine(connection: Connection, history: History, current: str) -> Ahead:
     newer.reverse()
     blocking = next((rev for rev in newer if not rows[rev].backward_compatible), None)
     return Ahead(current, tuple(newer), "incompatible" if blocking else None, blocking)
+
+
+def _read(connection: Connection) -> dict[str, Row[Any]] | None:
+    """The record's rows by revision; ``None`` when there is no record, or this login may not read it.
+
+    A role granted SELECT on granite-assets' tables before a newer release created this one
+    cannot read it: the database then says nothing this release can trust, as if unrecorded.
+    """
+    try:
+        with _savepoint_in_postgresql_transaction(connection):
+            if not has_table(connection, COMPATIBILITY_TABLE):
+                return None
+            return {row.revision: row for row in connection.execute(select(_table))}
+    except DBAPIError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+        logger.warning(
+            "Could not read %s (%s), so the revisions newer than this release are treated as not "
+            "backward compatible. Grant this database user SELECT on %s.",
+            COMPATIBILITY_TABLE,
+            reason,
+            COMPATIBILITY_TABLE,
+        )
+        return None
+
+
+@contextmanager
+def _savepoint_in_postgresql_transaction(connection: Connection) -> Iterator[None]:
+    """Keep a failed read from aborting a PostgreSQL transaction (the caller's, say)."""
+    autocommit = connection._is_autocommit_isolation()  # noqa: SLF001 - SQLAlchemy's own test
+    if connection.dialect.name != "postgresql" or not connection.in_transaction() or autocommit:
+        yield
+        return
+    with connection.begin_nested():
+        yield
 
 
 def _row(revision: Revision) -> dict[str, object]:

@@ -42,9 +42,10 @@ class Revision:
         down_revision: The id of the revision it builds on; ``None`` for the first.
         message: The revision's message: the first paragraph of its file's docstring.
         file: The name of its file in ``versions/``.
-        backward_compatible: Whether code written for the previous revision keeps working
-            after this one (the revision file's module-level ``backward_compatible``; absent
-            means ``False``).
+        backward_compatible: Whether every older release that worked with the database before
+            this revision keeps working after it, so that it may run against a database this
+            revision migrated: true only of additions (the revision file's module-level
+            ``backward_compatible``; absent means ``False``). See :ref:`expand-contract`.
     """
 
     revision: str
@@ -259,7 +260,20 @@ def manifest_problems(directory: Path) -> list[str]:
     want = {e["revision"]: e for e in expected["revisions"]}
     problems = [f"revision {r} is not in the manifest" for r in want if r not in have]
     problems += [f"the manifest lists {r}, which has no revision file" for r in have if r not in want]
-    problems += [
-        f"the manifest's entry for {r} is out of date" for r in want if r in have and have[r] != want[r]
-    ]
+    for r, entry in want.items():
+        if r in have and have[r] != entry:
+            problems += _entry_problems(r, have[r], entry)
     return problems or ["the manifest lists the revisions in the wrong order"]
+
+
+def _entry_problems(revision: str, have: dict[str, Any], want: dict[str, Any]) -> list[str]:
+    """How a manifest entry differs from its revision file, the flag older releases rely on first."""
+    problems = []
+    if have["backward_compatible"] != want["backward_compatible"]:
+        problems.append(
+            f"the manifest says backward_compatible = {have['backward_compatible']} for {revision}, "
+            f"its revision file says {want['backward_compatible']}"
+        )
+    if any(have[key] != want[key] for key in want if key != "backward_compatible"):
+        problems.append(f"the manifest's entry for {revision} is out of date")
+    return problems

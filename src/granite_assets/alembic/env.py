@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from alembic.operations.ops import MigrationScript
     from alembic.runtime.environment import NameFilterParentNames, NameFilterType
 
+    from granite_assets._compat_proposal import Proposal
+
 config = context.config
 logger = logging.getLogger("granite_assets.migrations")
 
@@ -60,7 +62,12 @@ def process_revision_directives(
     revision: str | Iterable[str | None] | Iterable[str],
     directives: list[MigrationScript],
 ) -> None:
-    """Number new revisions in sequence, and drop empty ones when asked to."""
+    """Number new revisions in sequence, drop empty ones when asked to, and propose the flag.
+
+    The proposed ``backward_compatible`` value, with the reasons for it, is left in
+    ``config.attributes["granite_assets_proposal"]`` for ``script.py.mako`` to write and
+    ``scripts/migrate_create.py`` to print.
+    """
     if not directives:  # another hook (the caller's) already dropped the revision
         return
     script = directives[0]
@@ -77,6 +84,14 @@ def process_revision_directives(
     if not explicit:
         count = sum(1 for _ in context.script.walk_revisions())
         script.rev_id = f"{count + 1:04d}"
+    config.attributes["granite_assets_proposal"] = propose_backward_compatible(script)
+
+
+def propose_backward_compatible(script: MigrationScript) -> Proposal:
+    """Propose the new revision's ``backward_compatible`` from the operations of its ``upgrade()``."""
+    from granite_assets._compat_proposal import propose  # only revision writing needs it
+
+    return propose(script.upgrade_ops_list)
 
 
 def history() -> History:

@@ -16,6 +16,13 @@ down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# Whether every older release that worked with the database before this revision keeps working
+# after it, so that it may run against a database this revision migrated: True only for additions
+# (a table, a nullable column or one with a server default, an index). See "Expand and contract"
+# in the deployment docs.
+# The baseline has no previous revision: no older release runs against it.
+backward_compatible: bool = False
+
 
 def upgrade() -> None:
     """Apply this revision."""
