@@ -1,7 +1,7 @@
 """What an older release may know about revisions newer than its own: the compatibility record.
 
-A revision file declares ``backward_compatible = True`` when code written for the revision
-before it keeps working after it (a new table, a new nullable column). The release that applies
+A revision file declares ``backward_compatible = True`` when every release that worked with the
+database before it keeps working after it (a new table, a new nullable column). The release that applies
 revisions records, in :data:`COMPATIBILITY_TABLE`, one row per revision the database holds: its
 id, its parent and that flag. The rows change in the same transaction as the version row, one
 revision at a time, and are rebuilt under the migration lock whenever they disagree with it.

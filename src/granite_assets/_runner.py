@@ -119,9 +119,11 @@ def ahead_error(
         )
     else:
         message = (
-            f"{where}, and the database does not record whether the newer revisions are backward "
-            "compatible, so it is treated as if they were not. The database is newer than this "
-            f"granite-assets: upgrade the granite-assets package ({ways_out})."
+            f"{where}, and nothing this release can read says the newer revisions are backward "
+            "compatible (a release that keeps no such record migrated it, or the record is "
+            "missing, unreadable or does not lead back to this release's revisions), so they are "
+            "treated as if they were not. The database is newer than this granite-assets: "
+            f"upgrade the granite-assets package ({ways_out})."
         )
     return DatabaseAheadError(
         message, revision=ahead.revision, reason=ahead.reason or "compatible", blocking=ahead.blocking

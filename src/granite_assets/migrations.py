@@ -98,16 +98,18 @@ def upgrade_to_head(
     Args:
         target: A synchronous SQLAlchemy URL (string or :class:`~sqlalchemy.engine.URL`), an
             :class:`~sqlalchemy.engine.Engine` (used, never disposed), or a
-            :class:`~sqlalchemy.engine.Connection`. With a connection, the migration runs inside
-            its transaction (one is begun if none is open) and nothing is committed: commit
-            to keep the changes. On PostgreSQL the migration lock is then held until that
-            transaction ends; on SQLite the connection takes the write lock (``BEGIN IMMEDIATE``)
-            unless a transaction is already open on it. On MariaDB and MySQL every DDL statement
-            commits implicitly, and with it whatever the transaction held before.
-        lock_timeout: Seconds to wait for a migration running in another process.
+            :class:`~sqlalchemy.engine.Connection`. With a connection on PostgreSQL or SQLite,
+            pending revisions run inside its transaction (one is begun if none is open) and
+            nothing is committed: commit to keep the changes; the migration lock is held until
+            that transaction ends. On MariaDB and MySQL, where DDL commits on its own, a
+            connection with revisions pending is refused; a connection in AUTOCOMMIT is
+            migrated as its engine is (see :doc:`migrations`).
+        lock_timeout: Seconds to wait for a migration running in another process (or another
+            thread of this one); ``math.inf`` waits without limit.
 
     Returns:
-        The revision the database is at, the head of the bundled history.
+        The revision the database is at: the head of the bundled history, or a newer revision
+        whose record says it is backward compatible.
 
     Raises:
         InvalidURLError: The URL is malformed or names an unknown dialect.
@@ -115,8 +117,12 @@ def upgrade_to_head(
             :func:`upgrade_to_head_async`.
         MissingDependencyError: The ``db`` extra or the URL's driver is not installed.
         DatabaseConnectionError: The server cannot be reached or refuses the login.
-        DatabaseAheadError: The database holds a revision this release does not ship.
-        InvalidVersionTableError: The version table holds more than one row.
+        DatabaseAheadError: The database holds a revision this release does not ship, and does
+            not record that every newer revision is backward compatible. When it does, the call
+            changes nothing, logs a warning, and returns the database's revision.
+        UnsupportedConnectionError: A ``Connection`` that cannot hold the migration was given
+            while revisions are pending (see :doc:`migrations`); nothing was changed.
+        InvalidVersionTableError: The version table holds more than one row, or is another tool's.
         MigrationLockTimeoutError: Another process held the lock for ``lock_timeout`` seconds.
         MigrationFailedError: A revision (or the version-table bookkeeping) failed.
     """
@@ -186,7 +192,9 @@ def check_up_to_date(target: str | URL | Engine | Connection) -> str | None:
 
     Raises:
         DatabaseBehindError: Revisions are pending; the error lists them.
-        DatabaseAheadError: The database holds a revision this release does not ship.
+        DatabaseAheadError: The database holds a revision this release does not ship, and does
+            not record that every newer revision is backward compatible (when it does, its
+            revision is returned).
         MigrationError: For a bad URL or an unreachable database, as :func:`upgrade_to_head`.
     """
     with _db_extra():
