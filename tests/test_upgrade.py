@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import Database, add_revision
 from sqlalchemy import create_engine, text
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import NullPool, QueuePool
+from support import add_table_revisions
 
 from granite_assets import _runner
 from granite_assets.migrations import (
@@ -129,6 +132,45 @@ def test_fast_path_never_skips_a_revision_added_after_the_manifest(
         assert _runner.upgrade(environment_copy, database.url_string, 10) == "0002"
     assert "granite_assets_b" in database.table_names()
     assert any("revisions.json" in r.getMessage() for r in caplog.records)
+
+
+def test_fast_path_notices_a_replaced_revision_file(
+    database: Database, environment_copy: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A manifest naming other files than versions/ holds is not trusted, even when it counts as many.
+
+    After 0002's file is replaced by 0004's (0003 now follows 0001), the stale manifest still
+    lists three revisions ending at 0003, where the database is: trusting it would skip 0004.
+    """
+    url = database.url_string
+    add_table_revisions(environment_copy, "r")
+    assert _runner.upgrade(environment_copy, url, 10) == "0003"
+    (environment_copy / "versions" / "0002_table_0002.py").unlink()
+    add_revision(environment_copy, "0003", "0001", message="table 0003", manifest=False)
+    add_revision(
+        environment_copy,
+        "0004",
+        "0003",
+        'op.create_table("granite_assets_r0004", sa.Column("id", sa.Integer, primary_key=True))',
+        message="table 0004",
+        manifest=False,
+    )
+    shutil.rmtree(environment_copy / "versions" / "__pycache__", ignore_errors=True)  # 0003 was rewritten
+    manifest = load_manifest(environment_copy)
+    assert len(manifest) == len(list((environment_copy / "versions").glob("*.py")))
+    assert manifest[-1] == "0003"
+
+    with caplog.at_level(logging.WARNING, logger="granite_assets"):
+        assert _runner.upgrade(environment_copy, url, 10) == "0004"
+    assert "granite_assets_r0004" in database.table_names()
+    assert database.scalar_rows(f"SELECT version_num FROM {VERSION_TABLE}") == ["0004"]
+    assert any("revisions.json" in r.getMessage() for r in caplog.records)
+
+
+def load_manifest(directory: Path) -> list[str]:
+    """The revision ids the manifest of ``directory`` lists, in its order."""
+    data = json.loads((directory / "revisions.json").read_text(encoding="utf-8"))
+    return [entry["revision"] for entry in data["revisions"]]
 
 
 def test_each_applied_revision_is_logged(database: Database, caplog: pytest.LogCaptureFixture) -> None:
