@@ -7,11 +7,14 @@ import logging
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import Database, add_revision
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.pool import NullPool, QueuePool
 from support import add_table_revisions
 
@@ -91,6 +94,46 @@ def test_url_target_leaves_no_connection_open(database: Database) -> None:
     upgrade_to_head(database.url_string)
     upgrade_to_head(database.url_string)
     assert connections_to(database) == 0
+
+
+@contextmanager
+def statements_sent(engine: Engine) -> Iterator[list[str]]:
+    """Collect every statement the engine's connections send to the database meanwhile."""
+    sent: list[str] = []
+
+    def record(*args: Any) -> None:
+        sent.append(str(args[2]))  # (connection, cursor, statement, parameters, context, executemany)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def test_current_revision_of_a_fresh_database_sends_one_statement(database: Database) -> None:
+    """A missing version table is told from the failed SELECT alone: no existence query follows it."""
+    engine = create_engine(database.url, poolclass=NullPool)
+    try:
+        with statements_sent(engine) as sent:
+            assert current_revision(engine) is None
+    finally:
+        engine.dispose()
+    assert len(sent) == 1, sent
+    assert VERSION_TABLE in sent[0]
+
+
+def test_upgrade_of_an_up_to_date_database_sends_one_statement(database: Database) -> None:
+    """The no-op path reads the version table once and sends nothing else."""
+    engine = create_engine(database.url, poolclass=NullPool)
+    try:
+        upgrade_to_head(engine)
+        with statements_sent(engine) as sent:
+            assert upgrade_to_head(engine) == head_revision()
+    finally:
+        engine.dispose()
+    assert len(sent) == 1, sent
+    assert VERSION_TABLE in sent[0]
 
 
 def test_pending_revisions_are_applied_in_order(database: Database, environment_copy: Path) -> None:
@@ -190,6 +233,67 @@ def test_host_loggers_and_root_logger_survive(database: Database) -> None:
     assert not host_logger.disabled
     assert not logging.getLogger("sqlalchemy.engine").disabled
     assert (root.level, root.handlers) == (level, handlers)
+
+
+# Calls every public function that needs no command line, then reports the logging setup as JSON.
+EVERY_API_CALL = """
+import asyncio, json, logging, sys
+from granite_assets import migrations
+
+url, async_url = sys.argv[1], sys.argv[2]
+host = logging.getLogger("host.app")
+assert migrations.current_revision(url) is None
+try:
+    migrations.check_up_to_date(url)
+except migrations.DatabaseBehindError:
+    pass
+migrations.upgrade_to_head(url)
+migrations.check_up_to_date(url)
+migrations.downgrade(url, "base")
+asyncio.run(migrations.upgrade_to_head_async(async_url))
+migrations.upgrade_sql(url)
+migrations.downgrade_sql(url, migrations.head_revision(), "base")
+migrations.revisions()
+migrations.to_sync_url(async_url)
+root = logging.getLogger()
+loggers = [root, *(l for l in logging.Logger.manager.loggerDict.values() if isinstance(l, logging.Logger))]
+print(json.dumps({
+    "root_level": logging.getLevelName(root.level),
+    "handlers": {l.name: [type(h).__name__ for h in l.handlers] for l in loggers if l.handlers},
+    "ours": sorted(l.name for l in loggers if l.name.startswith("granite_assets")),
+    "host_disabled": host.disabled,
+}))
+"""
+
+
+def test_no_logging_is_configured_in_a_fresh_process(database: Database) -> None:
+    """In a process that set up no logging, the API adds no handler anywhere and leaves the root at WARNING.
+
+    Under pytest the root logger already has handlers, so only a fresh process can show this.
+    """
+    backend = database.backend.name
+    # aiomysql is not among the test dependencies; a sync URL takes the async entry point's thread path.
+    async_driver = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}.get(backend)
+    async_url = (
+        database.with_driver(async_driver).render_as_string(hide_password=False)
+        if async_driver
+        else database.url_string
+    )
+
+    done = subprocess.run(
+        [sys.executable, "-c", EVERY_API_CALL, database.url_string, async_url],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["root_level"] == "WARNING"
+    assert "granite_assets.migrations" in report["ours"]  # it logged, to its own logger
+    # Alembic gives its own logger a NullHandler on import; nothing else may have a handler.
+    assert report["handlers"] in ({}, {"alembic": ["NullHandler"]})
+    assert report["host_disabled"] is False
+    assert database.scalar_rows(f"SELECT version_num FROM {VERSION_TABLE}") == [head_revision()]
 
 
 def test_import_pulls_in_neither_sqlalchemy_nor_alembic() -> None:
