@@ -148,24 +148,27 @@ def test_to_sync_url(async_url: str, sync_url: str) -> None:
 #: How long another session holds the lock, and the longest pause of the loop that still counts as running.
 HOLD_SECONDS = 1.5
 LIVENESS_GAP = 0.25
+#: Every server, each through its async driver (aiosqlite, asyncpg, aiomysql).
+LOCK_WAIT_BACKENDS = [b for b in BACKENDS if b.driver in {"pysqlite", "psycopg2", "pymysql"}]
 
 
+@pytest.mark.parametrize("backend", backend_params(LOCK_WAIT_BACKENDS), indirect=True)
 def test_loop_keeps_running_while_the_lock_is_held_elsewhere(
-    async_database: Database, environment_copy: Path
+    database: Database, environment_copy: Path
 ) -> None:
     """While another session holds the migration lock, an awaiting caller's loop keeps serving its tasks.
 
     The gap between ticks is a liveness check (a blocked loop stops them for the whole wait), not a
     measure of how fast granite-assets is.
     """
-    assert _runner.upgrade(environment_copy, async_database.url_string, 30) == "0001"
+    assert _runner.upgrade(environment_copy, database.url_string, 30) == "0001"
     add_revision(environment_copy, "0002", "0001", message="second")
-    url = async_database.with_driver(ASYNC_DRIVERS[async_database.backend.name])
+    url = database.with_driver(ASYNC_DRIVERS[database.backend.name])
     held = threading.Event()
     releasing: list[float] = []
 
     def hold() -> None:
-        with holding_lock(async_database):
+        with holding_lock(database):
             held.set()
             time.sleep(HOLD_SECONDS)
             releasing.append(time.monotonic())

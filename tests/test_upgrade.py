@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Database, add_revision
+from conftest import ASYNC_DRIVERS, Database, add_revision
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.pool import NullPool, QueuePool
 from support import add_table_revisions
@@ -271,13 +271,8 @@ def test_no_logging_is_configured_in_a_fresh_process(database: Database) -> None
 
     Under pytest the root logger already has handlers, so only a fresh process can show this.
     """
-    backend = database.backend.name
-    # aiomysql is not among the test dependencies; a sync URL takes the async entry point's thread path.
-    async_driver = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}.get(backend)
-    async_url = (
-        database.with_driver(async_driver).render_as_string(hide_password=False)
-        if async_driver
-        else database.url_string
+    async_url = database.with_driver(ASYNC_DRIVERS[database.backend.name]).render_as_string(
+        hide_password=False
     )
 
     done = subprocess.run(
