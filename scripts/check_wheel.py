@@ -4,8 +4,8 @@
    temporary folder; the wheel is built from the sdist, so a file the sdist lacks is caught too.
 2. Checks that the wheel holds every file under ``src/granite_assets/alembic/`` (``alembic.ini``,
    ``env.py``, ``script.py.mako``, ``revisions.json``, each ``versions/*.py``) and nothing stray
-   (``__pycache__``, compiled files, scratch databases, tests), and that the ``revisions.json``
-   inside it matches the revision files inside it.
+   (``__pycache__``, compiled files, scratch databases, editor backups, test code outside
+   ``versions/``), and that the ``revisions.json`` inside it matches the revision files inside it.
 3. Installs the wheel with its ``db`` extra into a fresh virtual environment and, from a folder
    outside the source tree, upgrades a new SQLite database to head with ``upgrade_to_head``.
 
@@ -41,8 +41,8 @@ ENVIRONMENT = ROOT / "src" / PACKAGE / "alembic"
 #: Files every wheel's Alembic environment needs, besides at least one revision.
 REQUIRED = ("alembic.ini", "env.py", "script.py.mako", "revisions.json")
 
-#: Names (of a file or of any folder above it) that must never ship in the wheel.
-STRAY_PATTERNS = (
+#: Leftovers of builds, runs and editors, matched against every part of a path: never shipped.
+LEFTOVER_PATTERNS = (
     "__pycache__",
     "*.pyc",
     "*.pyo",
@@ -52,13 +52,17 @@ STRAY_PATTERNS = (
     "*.db-shm",
     "*.sqlite",
     "*.sqlite3",
-    "tests",
-    "test",
-    "test_*.py",
-    "*_test.py",
-    "conftest.py",
-    ".*",
+    ".*",  # hidden files and folders: editor swap and lock files, .DS_Store
+    "*~",
+    "*.bak",
+    "*.orig",
+    "*.rej",
+    "*.swp",
+    "#*#",
 )
+#: Folders that hold tests, and the names of test modules: test code never ships.
+TEST_FOLDERS = ("tests", "test")
+TEST_MODULES = ("test_*.py", "*_test.py", "conftest.py")
 
 
 @dataclass
@@ -74,9 +78,28 @@ class WheelReport:
         return not self.missing and not self.stray
 
 
+def is_revision(path: str) -> bool:
+    """Whether ``path`` is a file Alembic loads as a revision: a ``.py`` right inside ``versions/``.
+
+    ``path`` is relative to the Alembic environment or to the wheel's root.
+    """
+    *folder, name = PurePosixPath(path).parts
+    return name.endswith(".py") and tuple(folder) in {("versions",), (PACKAGE, "alembic", "versions")}
+
+
 def is_stray(path: str) -> bool:
-    """Whether ``path`` (relative, ``/``-separated) is, or lies inside, something that must not ship."""
-    return any(fnmatch(part, pattern) for part in PurePosixPath(path).parts for pattern in STRAY_PATTERNS)
+    """Whether ``path`` (relative, ``/``-separated) is, or lies inside, something that must not ship.
+
+    Files are judged by what they are: leftovers (caches, compiled files, scratch databases,
+    hidden, editor and backup files) anywhere, and test code, except a revision, whose slug may
+    well end in ``_test``.
+    """
+    parts = PurePosixPath(path).parts
+    if any(fnmatch(part, pattern) for part in parts for pattern in LEFTOVER_PATTERNS):
+        return True
+    if any(part in TEST_FOLDERS for part in parts[:-1]):
+        return True
+    return not is_revision(path) and any(fnmatch(parts[-1], pattern) for pattern in TEST_MODULES)
 
 
 def environment_files(environment: Path) -> list[str]:
@@ -101,7 +124,7 @@ def check_wheel_files(environment_files: Iterable[str], wheel_names: Iterable[st
 
     Returns:
         The environment files the wheel lacks (as wheel paths), and the wheel's entries that
-        should not be there: anything matching :data:`STRAY_PATTERNS`, anything outside the
+        should not be there: anything :func:`is_stray` names, anything outside the
         package and its ``.dist-info``, and files in the wheel's environment that the source
         tree does not have.
     """

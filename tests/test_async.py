@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Awaitable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -11,8 +16,9 @@ import pytest
 from conftest import ASYNC_DRIVERS, BACKENDS, Backend, Database, add_revision, backend_params, fresh_database
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
+from support import holding_lock
 
-from granite_assets import _async
+from granite_assets import _async, _runner
 from granite_assets.migrations import (
     VERSION_TABLE,
     AsyncDriverURLError,
@@ -137,6 +143,98 @@ def test_async_lock_wait_yields_to_the_loop(async_database: Database, environmen
 def test_to_sync_url(async_url: str, sync_url: str) -> None:
     """to_sync_url swaps an async driver for the sync driver of the same database, keeping the rest."""
     assert to_sync_url(async_url) == sync_url
+
+
+#: How long another session holds the lock, and the longest pause of the loop that still counts as running.
+HOLD_SECONDS = 1.5
+LIVENESS_GAP = 0.25
+#: Every server, each through its async driver (aiosqlite, asyncpg, aiomysql).
+LOCK_WAIT_BACKENDS = [b for b in BACKENDS if b.driver in {"pysqlite", "psycopg2", "pymysql"}]
+
+
+@pytest.mark.parametrize("backend", backend_params(LOCK_WAIT_BACKENDS), indirect=True)
+def test_loop_keeps_running_while_the_lock_is_held_elsewhere(
+    database: Database, environment_copy: Path
+) -> None:
+    """While another session holds the migration lock, an awaiting caller's loop keeps serving its tasks.
+
+    The gap between ticks is a liveness check (a blocked loop stops them for the whole wait), not a
+    measure of how fast granite-assets is.
+    """
+    assert _runner.upgrade(environment_copy, database.url_string, 30) == "0001"
+    add_revision(environment_copy, "0002", "0001", message="second")
+    url = database.with_driver(ASYNC_DRIVERS[database.backend.name])
+    held = threading.Event()
+    releasing: list[float] = []
+
+    def hold() -> None:
+        with holding_lock(database):
+            held.set()
+            time.sleep(HOLD_SECONDS)
+            releasing.append(time.monotonic())
+
+    async def main() -> tuple[str | None, list[float], bool]:
+        engine = create_async_engine(url, poolclass=NullPool)
+        ticks: list[float] = []
+        stop = asyncio.Event()
+
+        async def ticker() -> None:
+            while not stop.is_set():
+                ticks.append(time.monotonic())
+                await asyncio.sleep(0.01)
+
+        task = asyncio.create_task(ticker())
+        try:
+            await asyncio.sleep(0)  # the ticker's first tick marks the start of the wait
+            revision = await _async.upgrade_async(environment_copy, engine, 30)
+            waited = bool(releasing)  # the lock was held until just after this was set
+        finally:
+            stop.set()
+            await task
+            await engine.dispose()
+        return revision, ticks, waited
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(30)
+        revision, ticks, waited = asyncio.run(main())
+    finally:
+        holder.join()
+
+    assert revision == "0002"
+    assert waited
+    # From the first tick to the release of the lock, the loop never stood still for long.
+    during = [*(tick for tick in ticks if tick <= releasing[0]), releasing[0]]
+    longest = max(later - earlier for earlier, later in itertools.pairwise(during))
+    assert longest < LIVENESS_GAP, f"the loop stood still for {longest:.2f} s while the lock was held"
+
+
+# Runs with psycopg 3 hidden as if it were not installed (a None in sys.modules fails its import).
+WITHOUT_PSYCOPG_3 = """
+import sys
+sys.modules["psycopg"] = None
+from granite_assets.migrations import AsyncDriverURLError, to_sync_url, upgrade_to_head
+print(to_sync_url(sys.argv[1]))
+try:
+    upgrade_to_head(sys.argv[1])
+except AsyncDriverURLError as exc:
+    print(exc.sync_url)
+"""
+
+
+def test_to_sync_url_picks_psycopg2_without_psycopg_3() -> None:
+    """Without psycopg 3 installed, an asyncpg URL maps to psycopg2, in to_sync_url and in the refusal."""
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_PSYCOPG_3, "postgresql+asyncpg://app:s3cret@db/app"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.splitlines() == [
+        "postgresql+psycopg2://app:s3cret@db/app",
+        "postgresql+psycopg2://app:***@db/app",
+    ]
 
 
 @pytest.mark.parametrize("driver", ["asyncpg", "psycopg_async"])

@@ -69,6 +69,13 @@ def test_wheel_without_any_revision_is_reported() -> None:
         "scripts/check_wheel.py",
         ENV + "versions/.0002_add_assets.py.swp",
         ENV + "notes.txt",
+        "granite_assets/models.py~",
+        "granite_assets/models.py.orig",
+        "granite_assets/_runner.py.bak",
+        "granite_assets/#models.py#",
+        "granite_assets/.DS_Store",
+        "granite_assets/models_test.py",
+        ENV + "versions/__pycache__/0002_add_ab_test.cpython-311.pyc",
     ],
 )
 def test_stray_file_is_named(stray: str) -> None:
@@ -118,3 +125,28 @@ def test_checked_files_are_kept_in_dist(tmp_path: Path) -> None:
 
     assert kept == [dist / file.name for file in files]
     assert sorted(p.name for p in dist.iterdir()) == sorted([*(f.name for f in files), "notes.txt"])
+
+
+@pytest.mark.parametrize("name", ["0002_add_ab_test.py", "0002_test.py", "test_0002.py"])
+def test_revision_named_like_a_test_ships(name: str, tmp_path: Path) -> None:
+    """Every .py in versions/ is a revision Alembic loads, whatever its slug: it is expected, never stray.
+
+    ``make migrate-create MSG="add ab test"`` writes ``0002_add_ab_test.py``.
+    """
+    revision = f"versions/{name}"
+    for path in [*SOURCE, revision]:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("x", encoding="utf-8")
+
+    assert not is_stray(ENV + revision)
+    assert revision in environment_files(tmp_path)
+    assert check_wheel_files(environment_files(tmp_path), [*GOOD_WHEEL, ENV + revision]).ok
+    assert check_wheel_files(environment_files(tmp_path), GOOD_WHEEL).missing == [ENV + revision]
+
+
+def test_test_modules_outside_versions_are_stray() -> None:
+    """Outside versions/, test modules and test folders are stray, wherever they are in the package."""
+    assert is_stray("granite_assets/test_models.py")
+    assert is_stray("granite_assets/models_test.py")
+    assert is_stray("granite_assets/alembic/conftest.py")
+    assert is_stray("granite_assets/alembic/versions/tests/test_0001.py")

@@ -155,20 +155,22 @@ def test_console_script_reads_the_url_from_the_environment(database: Database, t
         assert version_rows(database) == [BASELINE.revision]  # before the login and its tables go
 
 
-def test_check_says_ahead(database: Database, tmp_path: Path) -> None:
-    """On a database at a revision this release lacks, check exits 4 and upgrade exits 1, naming it."""
+@pytest.mark.parametrize("unknown", ["9999", "0000zz"])
+def test_check_says_ahead(database: Database, tmp_path: Path, unknown: str) -> None:
+    """At a revision this release lacks, sorting after or before its head: check exits 4, the others 1."""
     migrations.upgrade_to_head(database.url_string)
-    database.execute(f"UPDATE {migrations.VERSION_TABLE} SET version_num = '9999'")
+    database.execute(f"UPDATE {migrations.VERSION_TABLE} SET version_num = '{unknown}'")
     before = snapshot(database)
     run = granite_assets(tmp_path, "db", "check", "--url", database.url_string)
-    assert run.code == EXIT_AHEAD
-    assert "9999" in run.err
-    run = granite_assets(tmp_path, "db", "upgrade", "--url", database.url_string)
-    assert run.code == EXIT_MIGRATION_ERROR
-    assert run.err.startswith("error: ")
-    assert "9999" in run.err
+    assert run.code == EXIT_AHEAD, run.err
+    assert unknown in run.err
+    for command in (["upgrade"], ["downgrade", "base"]):
+        run = granite_assets(tmp_path, "db", *command, "--url", database.url_string)
+        assert run.code == EXIT_MIGRATION_ERROR, run.err
+        assert run.err.startswith("error: ")
+        assert f"revision {unknown}, which this release does not ship" in run.err
     run = granite_assets(tmp_path, "db", "current", "--url", database.url_string)
-    assert (run.code, run.out) == (EXIT_OK, ["9999"])
+    assert (run.code, run.out) == (EXIT_OK, [unknown])
     assert snapshot(database) == before
 
 

@@ -156,6 +156,56 @@ def test_check_up_to_date_tells_behind_from_ahead(database: Database, three_revi
     assert "upgrade the granite-assets package" in str(ahead.value)
 
 
+# Revision ids this release does not ship: one that sorts after the head, one that sorts before it.
+AHEAD_REVISIONS = ["9999", "0000zz"]
+
+
+@pytest.mark.parametrize("unknown", AHEAD_REVISIONS)
+def test_ahead_means_a_revision_this_release_does_not_ship(
+    database: Database, three_revisions: Path, unknown: str
+) -> None:
+    """An unknown revision is "ahead" wherever it sorts: upgrade and check refuse it and change nothing."""
+    url = database.url_string
+    _runner.upgrade(three_revisions, url, 30)
+    _runner.downgrade(three_revisions, url, "0001", 30)
+    database.execute(f"UPDATE {VERSION_TABLE} SET version_num = '{unknown}'")
+    before = snapshot(database)
+
+    with pytest.raises(DatabaseAheadError) as upgrading:
+        _runner.upgrade(three_revisions, url, 30)
+    with pytest.raises(DatabaseAheadError) as checking:
+        _runner.check_up_to_date(three_revisions, url, 30)
+    with pytest.raises(DatabaseAheadError) as public_upgrade:
+        migrations.upgrade_to_head(url)
+    with pytest.raises(DatabaseAheadError) as public_check:
+        migrations.check_up_to_date(url)
+
+    refused = (upgrading, checking, public_upgrade, public_check)
+    assert [caught.value.revision for caught in refused] == [unknown] * len(refused)
+    assert f"revision {unknown}, which this release does not ship" in str(upgrading.value)
+    assert snapshot(database) == before
+    assert lock_is_free(database)
+
+
+@pytest.mark.parametrize("unknown", AHEAD_REVISIONS)
+@pytest.mark.parametrize("destination", ["0001", "base"])
+def test_downgrade_refuses_a_database_that_is_ahead(
+    database: Database, three_revisions: Path, unknown: str, destination: str
+) -> None:
+    """Downgrading a database at a revision this release lacks raises DatabaseAheadError, changing nothing."""
+    url = database.url_string
+    _runner.upgrade(three_revisions, url, 30)
+    database.execute(f"UPDATE {VERSION_TABLE} SET version_num = '{unknown}'")
+    before = snapshot(database)
+
+    with pytest.raises(DatabaseAheadError) as caught:
+        _runner.downgrade(three_revisions, url, destination, 30)
+
+    assert caught.value.revision == unknown
+    assert snapshot(database) == before
+    assert lock_is_free(database)
+
+
 def test_public_check_on_a_fresh_database_lists_the_bundled_revisions(database: Database) -> None:
     """The public check_up_to_date on a never-migrated database lists every bundled revision as pending."""
     with pytest.raises(DatabaseBehindError) as caught:

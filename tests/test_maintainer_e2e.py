@@ -10,6 +10,7 @@ adds a foreign key to the new table.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -444,6 +445,93 @@ def test_migrate_check_fails_listing_model_and_manifest_differences(project: Pat
     assert f"add table {METADATA}" in result.stderr
     assert f"add index ix_{METADATA}_key on {METADATA} (key)" in result.stderr
     assert "is not in the manifest" in result.stderr
+
+
+def test_migrate_check_fails_on_a_model_change_alone(project: Path) -> None:
+    """make migrate-check exits non-zero when only the models differ from the revisions."""
+    with (project / "src" / "granite_assets" / "models.py").open("a", encoding="utf-8") as models:
+        models.write(NEW_MODELS)
+
+    result = make(project, "migrate-check", expect=None)
+
+    assert result.returncode != 0, result.stdout
+    assert f"add table {ASSET}" in result.stderr
+    assert "revisions.json is stale" not in result.stderr
+
+
+def test_migrate_check_fails_on_a_manifest_in_the_wrong_order(project: Path) -> None:
+    """make migrate-check exits non-zero when revisions.json lists the right revisions in the wrong order."""
+    environment = project / ENVIRONMENT
+    head = history_from_scripts(environment).head
+    add_revision(environment, "9001", head, message="first")
+    add_revision(environment, "9002", "9001", message="second")
+    manifest = environment / "revisions.json"
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    data["revisions"][-2:] = reversed(data["revisions"][-2:])
+    manifest.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+    result = make(project, "migrate-check", expect=None)
+
+    assert result.returncode != 0, result.stdout
+    assert "the manifest lists the revisions in the wrong order" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "excluded",
+    ["src/granite_assets/alembic/versions/0001_*.py", "src/granite_assets/alembic/env.py"],
+    ids=["first-revision", "env.py"],
+)
+def test_check_wheel_fails_when_the_wheel_lacks_a_file(project: Path, excluded: str) -> None:
+    """make check-wheel exits non-zero, naming the file, when the build leaves out a file of alembic/.
+
+    The build ships what .gitignore does not exclude, so an ignore rule is how a file goes missing.
+    """
+    with (project / ".gitignore").open("a", encoding="utf-8") as ignore:
+        ignore.write(f"{excluded}\n")
+    # check_wheel.py builds with the uv of the project's .tools/, which a clone's `make install` makes.
+    (project / ".tools").symlink_to(ROOT / ".tools", target_is_directory=True)
+
+    result = make(project, "check-wheel", expect=None)
+
+    assert result.returncode != 0, result.stdout
+    missing = excluded.removeprefix("src/").replace("*", "baseline")
+    assert re.search(rf"missing from granite_assets-\S+\.whl: {re.escape(missing)}$", result.stderr, re.M)
+
+
+# Runs an `alembic` command and prints, as its last line, the tables of every SQLite database whose
+# engine was disposed meanwhile, looked at just before disposal (env.py deletes its scratch file after).
+SCRATCH_TABLES = """
+import json, sqlite3, sys
+from contextlib import closing
+from alembic.config import main
+from sqlalchemy import Engine, event
+
+seen = []
+
+@event.listens_for(Engine, "engine_disposed")
+def record_tables(engine):
+    if engine.url.get_backend_name() == "sqlite" and engine.url.database:
+        with closing(sqlite3.connect(engine.url.database)) as db:
+            rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            seen.append(sorted(name for (name,) in rows))
+
+main(argv=sys.argv[1:])
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.parametrize(
+    "step", [["check"], ["current"], ["upgrade", "head"], ["downgrade", "base"]], ids="-".join
+)
+def test_maintainer_scratch_database_has_only_our_version_table(step: list[str]) -> None:
+    """The scratch database the maintainer ini brings to head has our version table, never alembic_version."""
+    ini = ROOT / ENVIRONMENT / "alembic.ini"
+
+    result = run(ROOT, sys.executable, "-c", SCRATCH_TABLES, "--config", ini, *step)
+
+    (tables,) = json.loads(result.stdout.splitlines()[-1])
+    assert VERSION_TABLE in tables
+    assert "alembic_version" not in tables
 
 
 def test_direct_alembic_revision_command_uses_a_scratch_database(project: Path) -> None:

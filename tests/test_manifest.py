@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import add_revision
+from support import add_table_revisions
 
 from granite_assets._errors import MigrationError
 from granite_assets._history import (
@@ -18,6 +21,8 @@ from granite_assets._history import (
     manifest_problems,
     write_manifest,
 )
+
+WRITE_MANIFEST = Path(__file__).resolve().parent.parent / "scripts" / "write_manifest.py"
 
 
 def _rewrite_manifest(directory: Path, change: Callable[[dict[str, Any]], None]) -> None:
@@ -95,3 +100,22 @@ def test_revision_with_a_non_boolean_flag_is_refused(environment_copy: Path) -> 
 
     with pytest.raises(MigrationError, match="Revision 0002 sets backward_compatible = 'yes'"):
         write_manifest(environment_copy)
+
+
+def test_check_reports_entries_in_the_wrong_order(environment_copy: Path) -> None:
+    """write_manifest.py --check exits 1 for a manifest listing the right revisions in the wrong order."""
+    add_table_revisions(environment_copy, "o")
+
+    def swap(data: dict[str, Any]) -> None:
+        data["revisions"][1], data["revisions"][2] = data["revisions"][2], data["revisions"][1]
+
+    _rewrite_manifest(environment_copy, swap)
+    checked = subprocess.run(
+        [sys.executable, str(WRITE_MANIFEST), "--check", "--directory", str(environment_copy)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "the manifest lists the revisions in the wrong order" in checked.stderr

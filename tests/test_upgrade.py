@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import Database, add_revision
-from sqlalchemy import create_engine, text
-from sqlalchemy.pool import QueuePool
+from conftest import ASYNC_DRIVERS, Database, add_revision
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.pool import NullPool, QueuePool
+from support import add_table_revisions
 
 from granite_assets import _runner
 from granite_assets.migrations import (
@@ -90,6 +96,46 @@ def test_url_target_leaves_no_connection_open(database: Database) -> None:
     assert connections_to(database) == 0
 
 
+@contextmanager
+def statements_sent(engine: Engine) -> Iterator[list[str]]:
+    """Collect every statement the engine's connections send to the database meanwhile."""
+    sent: list[str] = []
+
+    def record(*args: Any) -> None:
+        sent.append(str(args[2]))  # (connection, cursor, statement, parameters, context, executemany)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def test_current_revision_of_a_fresh_database_sends_one_statement(database: Database) -> None:
+    """A missing version table is told from the failed SELECT alone: no existence query follows it."""
+    engine = create_engine(database.url, poolclass=NullPool)
+    try:
+        with statements_sent(engine) as sent:
+            assert current_revision(engine) is None
+    finally:
+        engine.dispose()
+    assert len(sent) == 1, sent
+    assert VERSION_TABLE in sent[0]
+
+
+def test_upgrade_of_an_up_to_date_database_sends_one_statement(database: Database) -> None:
+    """The no-op path reads the version table once and sends nothing else."""
+    engine = create_engine(database.url, poolclass=NullPool)
+    try:
+        upgrade_to_head(engine)
+        with statements_sent(engine) as sent:
+            assert upgrade_to_head(engine) == head_revision()
+    finally:
+        engine.dispose()
+    assert len(sent) == 1, sent
+    assert VERSION_TABLE in sent[0]
+
+
 def test_pending_revisions_are_applied_in_order(database: Database, environment_copy: Path) -> None:
     """Revisions added after a database was stamped are applied, oldest first, on the next call."""
     assert _runner.upgrade(environment_copy, database.url_string, 10) == "0001"
@@ -131,6 +177,45 @@ def test_fast_path_never_skips_a_revision_added_after_the_manifest(
     assert any("revisions.json" in r.getMessage() for r in caplog.records)
 
 
+def test_fast_path_notices_a_replaced_revision_file(
+    database: Database, environment_copy: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A manifest naming other files than versions/ holds is not trusted, even when it counts as many.
+
+    After 0002's file is replaced by 0004's (0003 now follows 0001), the stale manifest still
+    lists three revisions ending at 0003, where the database is: trusting it would skip 0004.
+    """
+    url = database.url_string
+    add_table_revisions(environment_copy, "r")
+    assert _runner.upgrade(environment_copy, url, 10) == "0003"
+    (environment_copy / "versions" / "0002_table_0002.py").unlink()
+    add_revision(environment_copy, "0003", "0001", message="table 0003", manifest=False)
+    add_revision(
+        environment_copy,
+        "0004",
+        "0003",
+        'op.create_table("granite_assets_r0004", sa.Column("id", sa.Integer, primary_key=True))',
+        message="table 0004",
+        manifest=False,
+    )
+    shutil.rmtree(environment_copy / "versions" / "__pycache__", ignore_errors=True)  # 0003 was rewritten
+    manifest = load_manifest(environment_copy)
+    assert len(manifest) == len(list((environment_copy / "versions").glob("*.py")))
+    assert manifest[-1] == "0003"
+
+    with caplog.at_level(logging.WARNING, logger="granite_assets"):
+        assert _runner.upgrade(environment_copy, url, 10) == "0004"
+    assert "granite_assets_r0004" in database.table_names()
+    assert database.scalar_rows(f"SELECT version_num FROM {VERSION_TABLE}") == ["0004"]
+    assert any("revisions.json" in r.getMessage() for r in caplog.records)
+
+
+def load_manifest(directory: Path) -> list[str]:
+    """The revision ids the manifest of ``directory`` lists, in its order."""
+    data = json.loads((directory / "revisions.json").read_text(encoding="utf-8"))
+    return [entry["revision"] for entry in data["revisions"]]
+
+
 def test_each_applied_revision_is_logged(database: Database, caplog: pytest.LogCaptureFixture) -> None:
     """Every applied revision is logged to the granite_assets logger, with its message."""
     with caplog.at_level(logging.INFO, logger="granite_assets"):
@@ -148,6 +233,62 @@ def test_host_loggers_and_root_logger_survive(database: Database) -> None:
     assert not host_logger.disabled
     assert not logging.getLogger("sqlalchemy.engine").disabled
     assert (root.level, root.handlers) == (level, handlers)
+
+
+# Calls every public function that needs no command line, then reports the logging setup as JSON.
+EVERY_API_CALL = """
+import asyncio, json, logging, sys
+from granite_assets import migrations
+
+url, async_url = sys.argv[1], sys.argv[2]
+host = logging.getLogger("host.app")
+assert migrations.current_revision(url) is None
+try:
+    migrations.check_up_to_date(url)
+except migrations.DatabaseBehindError:
+    pass
+migrations.upgrade_to_head(url)
+migrations.check_up_to_date(url)
+migrations.downgrade(url, "base")
+asyncio.run(migrations.upgrade_to_head_async(async_url))
+migrations.upgrade_sql(url)
+migrations.downgrade_sql(url, migrations.head_revision(), "base")
+migrations.revisions()
+migrations.to_sync_url(async_url)
+root = logging.getLogger()
+loggers = [root, *(l for l in logging.Logger.manager.loggerDict.values() if isinstance(l, logging.Logger))]
+print(json.dumps({
+    "root_level": logging.getLevelName(root.level),
+    "handlers": {l.name: [type(h).__name__ for h in l.handlers] for l in loggers if l.handlers},
+    "ours": sorted(l.name for l in loggers if l.name.startswith("granite_assets")),
+    "host_disabled": host.disabled,
+}))
+"""
+
+
+def test_no_logging_is_configured_in_a_fresh_process(database: Database) -> None:
+    """In a process that set up no logging, the API adds no handler anywhere and leaves the root at WARNING.
+
+    Under pytest the root logger already has handlers, so only a fresh process can show this.
+    """
+    async_url = database.with_driver(ASYNC_DRIVERS[database.backend.name]).render_as_string(
+        hide_password=False
+    )
+
+    done = subprocess.run(
+        [sys.executable, "-c", EVERY_API_CALL, database.url_string, async_url],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["root_level"] == "WARNING"
+    assert "granite_assets.migrations" in report["ours"]  # it logged, to its own logger
+    # Alembic gives its own logger a NullHandler on import; nothing else may have a handler.
+    assert report["handlers"] in ({}, {"alembic": ["NullHandler"]})
+    assert report["host_disabled"] is False
+    assert database.scalar_rows(f"SELECT version_num FROM {VERSION_TABLE}") == [head_revision()]
 
 
 def test_import_pulls_in_neither_sqlalchemy_nor_alembic() -> None:
