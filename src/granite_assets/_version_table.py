@@ -86,12 +86,12 @@ def _layout(connection: Connection, *, own: bool, reason: str) -> str:
 def _says(exc: DBAPIError, states: set[str], mysql_code: int, sqlite_text: str) -> bool | None:
     """Tell whether ``exc`` is the error described; ``None`` when the driver is one we cannot read."""
     orig = exc.orig
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int):  # MySQL's own error number, as in _target
+        return args[0] == mysql_code
     code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     if isinstance(code, str):
         return code in states
-    args = getattr(orig, "args", ())
-    if args and isinstance(args[0], int):
-        return args[0] == mysql_code
     if sqlite_text in str(orig):
         return True
     return None
