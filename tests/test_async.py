@@ -114,7 +114,9 @@ def test_sync_url_is_accepted_by_the_async_entry_point(async_database: Database)
     assert asyncio.run(upgrade_to_head_async(async_database.url_string)) == head_revision()
 
 
-def test_async_engine_with_pending_work_reaches_head(async_database: Database, environment_copy: Path) -> None:
+def test_async_engine_with_pending_work_reaches_head(
+    async_database: Database, environment_copy: Path
+) -> None:
     """Pending work on an async engine runs to head through the same lock and checks as sync."""
     add_revision(environment_copy, "0002", "0001", message="second")
     url = async_database.with_driver(ASYNC_DRIVERS[async_database.backend.name])
