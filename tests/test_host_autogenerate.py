@@ -7,6 +7,7 @@ commands run from a shell in the host's folder.
 
 from __future__ import annotations
 
+import difflib
 import re
 import sys
 from pathlib import Path
@@ -204,9 +205,28 @@ def test_granite_assets_loggers_survive_the_documented_env(tmp_path: Path) -> No
 
 
 def test_documented_env_is_alembic_init_s_with_the_documented_changes() -> None:
-    """docs/examples/host_env.py is exactly what `alembic init` writes, changed as the page says."""
+    """docs/examples/host_env.py is alembic init's env.py with the page's changes, which it highlights."""
     template = (TEMPLATES / "generic" / "env.py").read_text(encoding="utf-8")
-    assert (DOCS_EXAMPLES / "host_env.py").read_text(encoding="utf-8") == documented_env(template)
+    example = (DOCS_EXAMPLES / "host_env.py").read_text(encoding="utf-8")
+    assert example == documented_env(template)
+    matcher = difflib.SequenceMatcher(a=template.splitlines(), b=example.splitlines(), autojunk=False)
+    changed = {
+        line + 1
+        for tag, _, _, first, last in matcher.get_opcodes()
+        if tag != "equal"
+        for line in range(first, last)
+        if example.splitlines()[line].strip()
+    }
+    page = (DOCS_EXAMPLES.parent / "host-integration.rst").read_text(encoding="utf-8")
+    highlighted = re.search(
+        r"literalinclude:: examples/host_env\.py\n(?:   :.*\n)*?   :emphasize-lines: (.*)\n", page
+    )
+    assert highlighted, "the page no longer highlights the changed lines"
+    shown: set[int] = set()
+    for part in highlighted.group(1).split(","):
+        first, _, last = part.strip().partition("-")
+        shown.update(range(int(first), int(last or first) + 1))
+    assert shown == changed
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,6 @@ from granite_assets._host_filter import include_name
 
 if TYPE_CHECKING:
     from sqlalchemy import URL, Connection, Engine
-    from sqlalchemy.engine.mock import MockConnection
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 __all__ = [
@@ -320,7 +319,7 @@ def migration_lock(
         name: The lock's name, such as the application's name: 1 to 64 letters, digits, ``_``,
             ``-`` and ``.``, beginning with a letter or a digit. Every process that migrates the
             same database must use the same name.
-        timeout: Seconds to wait for another process holding the lock; :data:`math.inf` waits
+        timeout: Seconds to wait for another process holding the lock; ``math.inf`` waits
             without limit. The wait polls, so Ctrl-C interrupts it at once.
 
     Raises:
@@ -337,7 +336,7 @@ def migration_lock(
         yield
 
 
-def require_revision(connection: Connection | MockConnection, revision: str) -> str | None:
+def require_revision(connection: Connection, revision: str) -> str | None:
     """Make sure granite-assets' tables are at ``revision`` or later before a host revision uses them.
 
     Call it first in a host revision that needs granite-assets' tables, such as one that adds a
