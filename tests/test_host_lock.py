@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -329,3 +330,49 @@ def _sqlite_database(path: str) -> ResolvedDatabase:
 
     url = make_url(f"sqlite:///{path}")
     return ResolvedDatabase(url, create_engine(url, poolclass=NullPool))  # never connects
+
+
+@pytest.mark.parametrize("backend", backend_params(SERVER_BACKENDS), indirect=True)
+def test_the_lock_connection_leaves_no_transaction_open(database: Database) -> None:
+    """The lock's session sits idle outside any transaction, so it holds no snapshot or row lock."""
+    if database.backend.name == "postgresql":
+        states = (
+            "SELECT state FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        with migration_lock(database.url_string, name="myapp"):
+            assert database.scalar_rows(states) == ["idle"]
+    else:
+        transactions = (
+            "SELECT count(*) FROM information_schema.innodb_trx t JOIN information_schema.processlist p "
+            "ON t.trx_mysql_thread_id = p.id WHERE p.db = DATABASE()"
+        )
+        with migration_lock(database.url_string, name="myapp"):
+            assert database.scalar_rows(transactions) == [0]
+
+
+@pytest.mark.parametrize("backend", backend_params(SERVER_BACKENDS), indirect=True)
+def test_a_lock_whose_session_died_in_the_block_ends_quietly(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A lock whose session is killed in the block: the block ends with a warning, no error, the lock free."""
+    engine = create_engine(database.url, pool_size=1, max_overflow=0)
+    if database.backend.name == "postgresql":
+        kill = (
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    else:
+        kill = "SELECT id FROM information_schema.processlist WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+    try:
+        with caplog.at_level(logging.WARNING, logger="granite_assets"), migration_lock(engine, name="myapp"):
+            found = database.scalar_rows(kill)
+            if database.backend.name == "mysql":
+                database.execute(*(f"KILL {session}" for session in found))
+            assert len(found) == 1
+        assert "Could not release the migration lock 'myapp'" in caplog.text
+        assert can_take(database.url_string, "myapp")
+        with engine.connect() as connection:  # the pool holds no broken connection
+            assert connection.exec_driver_sql("SELECT 1").scalar() == 1
+    finally:
+        engine.dispose()
