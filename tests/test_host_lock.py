@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import BACKENDS, Database, backend_params
 from sqlalchemy import create_engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool, StaticPool
 from support import holding_lock, lock_is_free, new_password, url_with_password, wait_for
 
@@ -374,5 +375,26 @@ def test_a_lock_whose_session_died_in_the_block_ends_quietly(
         assert can_take(database.url_string, "myapp")
         with engine.connect() as connection:  # the pool holds no broken connection
             assert connection.exec_driver_sql("SELECT 1").scalar() == 1
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("backend", backend_params(SERVER_BACKENDS), indirect=True)
+def test_a_lock_that_cannot_be_released_goes_with_its_session(
+    database: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When releasing fails, the session is closed rather than handed back to the pool still locked."""
+
+    def refuse(_lock: DatabaseLock, _connection: object) -> None:
+        raise DBAPIError("SELECT pg_advisory_unlock(...)", None, RuntimeError("the server said no"))
+
+    engine = create_engine(database.url, pool_size=1, max_overflow=0)
+    try:
+        with caplog.at_level(logging.WARNING, logger="granite_assets"):
+            with migration_lock(engine, name="myapp"):
+                monkeypatch.setattr(DatabaseLock, "release", refuse)
+            monkeypatch.undo()
+        assert "the server said no" in caplog.text
+        assert can_take(database.url_string, "myapp")
     finally:
         engine.dispose()
