@@ -92,6 +92,7 @@ def can_take(url: str, name: str) -> bool:
     return outcome == [True]
 
 
+@pytest.mark.slow
 def test_timeout_names_the_lock_and_how_to_find_its_holder(database: Database, tmp_path: Path) -> None:
     """Held by another process, the lock times out with a message naming it, whose holder query works."""
     password = new_password()
@@ -120,6 +121,7 @@ def test_timeout_names_the_lock_and_how_to_find_its_holder(database: Database, t
     assert password not in "".join(traceback.format_exception(caught.value))
 
 
+@pytest.mark.slow
 def test_a_killed_holder_leaves_the_lock_free(database: Database, tmp_path: Path) -> None:
     """A holder killed with SIGKILL takes its lock with it: the next caller gets it."""
     url = database.url_string
@@ -132,6 +134,7 @@ def test_a_killed_holder_leaves_the_lock_free(database: Database, tmp_path: Path
         pass
 
 
+@pytest.mark.slow
 def test_ctrl_c_interrupts_the_wait(database: Database, tmp_path: Path) -> None:
     """A process waiting for the lock, without limit, stops at once on Ctrl-C (SIGINT)."""
     url = database.url_string

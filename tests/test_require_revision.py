@@ -153,6 +153,7 @@ def downgrade() -> None:
 '''
 
 
+@pytest.mark.slow
 def test_host_upgrade_fails_before_granite_assets_ran_and_passes_after(
     database: Database, tmp_path: Path
 ) -> None:
@@ -180,6 +181,7 @@ def test_host_upgrade_fails_before_granite_assets_ran_and_passes_after(
     assert current_revision(database.url_string) == head_revision()
 
 
+@pytest.mark.slow
 def test_offline_host_sql_still_renders(tmp_path: Path) -> None:
     """`alembic upgrade head --sql` renders the host's script with a requiring revision in it."""
     host = alembic_host(tmp_path / "host", "postgresql://app@db.internal/app")
@@ -214,6 +216,7 @@ LATE_REQUIRING_REVISION = REQUIRING_REVISION.replace(
 )
 
 
+@pytest.mark.slow
 def test_called_after_ddl_only_postgresql_undoes_that_ddl(database: Database, tmp_path: Path) -> None:
     """Why the docs say to call it first: SQLite (as alembic init has it) and MariaDB commit DDL at once."""
     assert LATE_REQUIRING_REVISION != REQUIRING_REVISION
