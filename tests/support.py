@@ -222,7 +222,7 @@ class Workers:
 
     Use as a context manager: on exit every worker is stopped, killed if it must be. A watchdog
     kills them all after ``deadline`` seconds, so that a hung worker fails the test instead of
-    hanging it.
+    hanging it. ``worker`` runs another worker script with the same protocol, given ``flags``.
     """
 
     def __init__(
@@ -236,13 +236,17 @@ class Workers:
         autocommit_connection: bool = False,
         env: dict[str, str] | None = None,
         deadline: float = 300,
+        worker: Path = WORKER,
+        flags: tuple[str, ...] = (),
     ) -> None:
         self.count = count
+        self.worker = worker
         self.args = [
             str(directory),
             str(lock_timeout),
             *(["--announce"] if announce else []),
             *(["--autocommit-connection"] if autocommit_connection else []),
+            *flags,
         ]
         self.logs = logs
         self.env = {**os.environ, **(env or {})}
@@ -257,7 +261,7 @@ class Workers:
             with (self.logs / f"worker-{i}.stderr").open("w") as stderr:
                 self.processes.append(
                     subprocess.Popen(
-                        [sys.executable, str(WORKER), *self.args],
+                        [sys.executable, str(self.worker), *self.args],
                         stdin=subprocess.PIPE,
                         stdout=subprocess.PIPE,
                         stderr=stderr,

@@ -12,7 +12,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from granite_assets.migrations import MigrationError, upgrade_to_head
+from granite_assets.migrations import MigrationError, migration_lock, upgrade_to_head
 
 # The application's own Alembic configuration, found from this file,
 # not from the current directory.
@@ -26,7 +26,10 @@ def migrate(url: str, alembic_ini: Path = ALEMBIC_INI) -> None:
     config = Config(str(alembic_ini))
     # The ini parser reads "%" as interpolation, and a password may contain one.
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(config, "head")
+    # Replicas deploying at once apply the application's revisions one process at a time;
+    # granite-assets' upgrade above takes a lock of its own.
+    with migration_lock(url, name="myapp"):
+        command.upgrade(config, "head")
 
 
 def main() -> int:

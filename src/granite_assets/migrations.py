@@ -31,6 +31,7 @@ from granite_assets._errors import (
 )
 from granite_assets._history import VERSION_TABLE as _VERSION_TABLE
 from granite_assets._history import Revision, bundled_directory, load_history
+from granite_assets._host_filter import include_name
 
 if TYPE_CHECKING:
     from sqlalchemy import URL, Connection, Engine
@@ -57,6 +58,9 @@ __all__ = [
     "downgrade",
     "downgrade_sql",
     "head_revision",
+    "include_name",
+    "migration_lock",
+    "require_revision",
     "revisions",
     "to_sync_url",
     "upgrade_sql",
@@ -275,3 +279,96 @@ def to_sync_url(url: str | URL) -> str:
         from granite_assets import _urls
 
         return _urls.to_sync_url(url)
+
+
+@contextmanager
+def migration_lock(
+    target: str | URL | Engine, *, name: str, timeout: float = DEFAULT_LOCK_TIMEOUT
+) -> Iterator[None]:
+    """Hold a cross-process lock of the host's own while the block runs its own Alembic upgrade.
+
+    granite-assets serialises its own upgrade; this serialises the host's, so that replicas
+    deploying at once run the host's revisions once, one process at a time::
+
+        upgrade_to_head(url)
+        with migration_lock(url, name="myapp"):
+            command.upgrade(alembic_config, "head")
+
+    The lock is held on a connection of its own (the host's ``env.py`` opens its own inside the
+    block, unchanged), released when the block ends, and it dies with the process that holds it:
+
+    - PostgreSQL: a session advisory lock with two keys, ``(1752134516, crc32(name))`` as signed
+      32-bit integers, on a connection in AUTOCOMMIT. It needs a session of its own all along, so
+      not PgBouncer in transaction pooling mode.
+    - MariaDB and MySQL: ``GET_LOCK('granite_assets_host.<name>.<database>')`` (hashed past 64
+      characters).
+    - SQLite: ``fcntl.flock`` on a lock file beside the database file,
+      ``<database file>.granite-assets-<name>.lock``, which is left in place. It serialises the
+      processes of one machine; it is not available on Windows, and is not reliable for a database
+      on a network share (which SQLite advises against anyway).
+
+    None of these can be mistaken for granite-assets' own migration lock. Nesting the block for
+    the same name and database (in the same thread, or in work the block hands to
+    ``asyncio.to_thread`` or to a task it starts) takes nothing more: the inner block runs under the
+    outer one's lock, which is released when the outer block ends. Another thread or process waits.
+
+    Args:
+        target: A synchronous SQLAlchemy URL (string or :class:`~sqlalchemy.engine.URL`) or an
+            :class:`~sqlalchemy.engine.Engine`, of which one connection is borrowed for the block.
+            A URL gets an engine of its own, disposed of after.
+        name: The lock's name, such as the application's name: 1 to 64 letters, digits, ``_``,
+            ``-`` and ``.``, beginning with a letter or a digit. Every process that migrates the
+            same database must use the same name.
+        timeout: Seconds to wait for another process holding the lock; ``math.inf`` waits
+            without limit. The wait polls, so Ctrl-C interrupts it at once.
+
+    Raises:
+        ValueError: ``name`` or ``timeout`` is not one described above.
+        TypeError: ``target`` is a Connection (pass ``connection.engine``) or something else.
+        MigrationLockTimeoutError: Another process held the lock for ``timeout`` seconds; the
+            message names the lock and says how to find its holder.
+        MigrationError: For a bad URL or an unreachable database, as :func:`upgrade_to_head`.
+    """
+    with _db_extra():
+        from granite_assets import _host_lock
+
+    with _host_lock.migration_lock(target, name, timeout):
+        yield
+
+
+def require_revision(connection: Connection, revision: str) -> str | None:
+    """Make sure granite-assets' tables are at ``revision`` or later before a host revision uses them.
+
+    Call it first in a host revision that needs granite-assets' tables, such as one that adds a
+    foreign key to one of them::
+
+        def upgrade() -> None:
+            require_revision(op.get_bind(), "0002")
+            op.create_table(...)
+
+    It only reads granite-assets' version table, inside the host's transaction, and leaves that
+    transaction usable on every backend. A database at a revision this release does not ship
+    (migrated by a newer release, whose history holds this one's) meets every requirement.
+
+    Args:
+        connection: The connection the host's migration runs on, ``op.get_bind()``. In offline
+            mode (``alembic upgrade --sql``) there is no database to read: nothing is checked, a
+            warning says so, and ``None`` is returned.
+        revision: The granite-assets revision the host's migration needs, a fixed id this
+            release ships (not ``"head"``, whose meaning changes with every release).
+
+    Returns:
+        The revision the database is at.
+
+    Raises:
+        DatabaseBehindError: The database is behind ``revision``, or granite-assets never migrated
+            it; the message says to run ``granite-assets db upgrade`` (or :func:`upgrade_to_head`)
+            first. Raised from a revision, it makes the host's upgrade fail before that revision's
+            changes are committed, on the backends whose DDL is transactional.
+        UnknownRevisionError: ``revision`` is not one this release ships.
+        InvalidVersionTableError: The version table holds more than one row.
+    """
+    with _db_extra():
+        from granite_assets import _require
+
+        return _require.require_revision(bundled_directory(), connection, revision)

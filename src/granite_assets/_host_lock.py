@@ -1,0 +1,226 @@
+"""The lock a host holds around its own Alembic upgrade (:func:`granite_assets.migrations.migration_lock`).
+
+granite-assets' own upgrade is serialised by its own lock; the host's upgrade, run by Alembic on
+a connection of the host's ``env.py``, is not. This lock is named by the host and held on a
+connection of its own while the host's upgrade runs inside the block:
+
+- PostgreSQL: a session advisory lock with two keys (a namespace and the CRC-32 of the name),
+  which never equals granite-assets' own single-key lock, on a connection in AUTOCOMMIT so that no
+  transaction stays open beside the host's.
+- MySQL and MariaDB: ``GET_LOCK`` on a name of its own (see :class:`~granite_assets._locking.DatabaseLock`).
+- SQLite: ``flock`` on a lock file beside the database file. The database's own write lock cannot
+  serve: Alembic's connection inside the block needs it, and would wait for its own process.
+
+Each is released when the block ends, and dies with its holder: the server ends a killed
+process's session, and the kernel drops a killed process's ``flock``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final
+
+from sqlalchemy import URL, Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from granite_assets._errors import InvalidURLError, MigrationError, MigrationLockTimeoutError
+from granite_assets._locking import DatabaseLock, lock_for, wait_for
+from granite_assets._target import Database, connect, resolve
+from granite_assets._timeouts import check_lock_timeout
+
+logger = logging.getLogger("granite_assets.migrations")
+
+#: A lock name: a letter or digit, then up to 63 letters, digits, ``_``, ``-`` and ``.``. It
+#: becomes part of a MySQL lock name and of a file name, so nothing else is allowed.
+NAME_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+@dataclass
+class _Hold:
+    """One held lock; ``active`` turns false when the block that took it ends."""
+
+    active: bool = True
+
+
+# The locks held by the block the caller is in, by (where, name). A ContextVar rather than a
+# thread-local, so that work the block hands on (asyncio.to_thread, a task it starts) counts as
+# nested too, and does not wait for the lock its own caller holds.
+_held: ContextVar[Mapping[tuple[str, ...], _Hold]] = ContextVar(
+    "granite_assets_host_locks", default=MappingProxyType({})
+)
+
+
+def check_name(name: object) -> str:
+    """Return ``name`` when it can name a lock; raise :exc:`ValueError` saying what is allowed."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise ValueError(
+            f"The migration lock's name must be 1 to 64 characters: letters, digits, '_', '-' and '.', "
+            f"beginning with a letter or a digit, such as your application's name; not {name!r}."
+        )
+    return name
+
+
+@contextmanager
+def migration_lock(target: str | URL | Engine, name: str, timeout: float) -> Iterator[None]:
+    """Hold the host's lock ``name`` on ``target``'s database for the duration of the block."""
+    name = check_name(name)
+    try:
+        timeout = check_lock_timeout(timeout)
+    except ValueError as exc:  # the same rule, under this function's name for it
+        raise ValueError(str(exc).replace("lock_timeout", "migration_lock()'s timeout", 1)) from None
+    if isinstance(target, Connection):
+        raise TypeError(
+            "migration_lock() needs a URL or an Engine, not a Connection: it holds the lock on a "
+            "connection of its own, kept open and outside any transaction while Alembic migrates on "
+            "another, and a lock on your connection would end with its transaction (or, on SQLite, "
+            "block Alembic's connection). Pass connection.engine."
+        )
+    if not isinstance(target, str | URL | Engine):
+        raise TypeError(
+            f"migration_lock() needs a database URL or an Engine, not {type(target).__name__}; "
+            "for an AsyncEngine, pass its URL made synchronous with to_sync_url()."
+        )
+    with resolve(target, timeout) as db:
+        key = _key(db, name)
+        held = _held.get()
+        outer = held.get(key)
+        if outer is not None and outer.active:
+            logger.debug("The migration lock %r on %s is held by an enclosing block already.", name, db.where)
+            yield
+            return
+        hold_it = _file_lock if db.url.get_backend_name() == "sqlite" else _server_lock
+        with hold_it(db, name, timeout):
+            hold = _Hold()
+            token = _held.set({**held, key: hold})
+            try:
+                yield
+            finally:
+                hold.active = False
+                _held.reset(token)
+
+
+def _key(db: Database, name: str) -> tuple[str, ...]:
+    """What identifies one lock in this process, whichever URL, driver or user names the database."""
+    url = db.url
+    if url.get_backend_name() == "sqlite":
+        return ("sqlite", os.path.realpath(lock_file(db, name)), name)
+    return (url.get_backend_name(), str(url.host), str(url.port), str(url.database), name)
+
+
+# -- PostgreSQL, MySQL and MariaDB -----------------------------------------------------------
+
+
+@contextmanager
+def _server_lock(db: Database, name: str, timeout: float) -> Iterator[None]:
+    """Hold the server's lock ``name`` on a connection of our own, in AUTOCOMMIT."""
+    with connect(db) as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        lock = lock_for(connection, transactional=False, name=name)
+        if lock is None:  # a dialect without a lock: lock_for warned
+            yield
+            return
+        got = wait_for(
+            lambda budget: lock.try_acquire(connection, budget),
+            timeout=timeout,
+            waiting_for=f"{lock.title} on {db.where}",
+            hint=lock.holder_hint(),
+            pauses=lock.backend == "postgresql",  # GET_LOCK waits on the server
+        )
+        if not got:
+            raise MigrationLockTimeoutError(
+                f"Another process has held {lock.title} on {db.where} for more than {timeout:g} "
+                f"seconds; {lock.holder_hint()}. Wait for it to finish, or raise migration_lock()'s "
+                "timeout; if that process is gone, its lock went with its session."
+            )
+        try:
+            yield
+        finally:
+            _release(lock, connection, db)
+
+
+def _release(lock: DatabaseLock, connection: Connection, db: Database) -> None:
+    """Release ``lock``; if the server cannot be told, end the session, which ends the lock too."""
+    try:
+        lock.release(connection)
+    except DBAPIError as exc:
+        # The connection broke during the block, taking the lock with it; never hand a session
+        # that might still hold it back to the caller's pool.
+        connection.invalidate()
+        logger.warning(
+            "Could not release %s on %s (%s); its connection was closed, which releases it.",
+            lock.title,
+            db.where,
+            db.scrub(" ".join(str(exc.orig).split())),
+        )
+
+
+# -- SQLite ----------------------------------------------------------------------------------
+
+
+def lock_file(db: Database, name: str) -> str:
+    """The lock file of ``name`` for a SQLite database: beside its file, named after both."""
+    database = db.url.database or ""
+    if database.startswith("file:"):  # a URI filename (?uri=true): its path, without the query
+        database = urllib.parse.unquote(urllib.parse.urlsplit(database).path)
+    if database in {"", ":memory:"} or db.url.query.get("mode") == "memory":
+        raise InvalidURLError(
+            f"{db.where} is an in-memory SQLite database: no other process can migrate it, and "
+            "there is no file to put migration_lock()'s lock file beside. Run the upgrade without it."
+        )
+    return f"{os.path.abspath(database)}.granite-assets-{name}.lock"  # noqa: PTH100 - a str is what os.open takes
+
+
+@contextmanager
+def _file_lock(db: Database, name: str, timeout: float) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the lock file of ``name``, polled so that Ctrl-C interrupts it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        raise MigrationError(
+            "migration_lock() on SQLite locks a file with fcntl.flock, which this platform lacks; "
+            "run the host's upgrade from one process at a time."
+        ) from None
+    path = lock_file(db, name)
+    try:
+        # Read-only is enough for flock, and works when another user created the file.
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise MigrationError(
+            f"Could not open the lock file {path} of the migration lock {name!r} for {db.where}: "
+            f"{exc.strerror}. Check that this process may create files in the database's folder."
+        ) from None
+
+    def try_once(_budget: float) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    hint = f"find its holder with: fuser -v {path}"
+    try:
+        got = wait_for(
+            try_once,
+            timeout=timeout,
+            waiting_for=f"the migration lock {name!r} (lock file {path}) on {db.where}",
+            hint=hint,
+        )
+        if not got:
+            raise MigrationLockTimeoutError(
+                f"Another process has held the migration lock {name!r} (lock file {path}) on {db.where} "
+                f"for more than {timeout:g} seconds; {hint}. Wait for it to finish, or raise "
+                "migration_lock()'s timeout; if that process is gone, its lock went with it."
+            )
+        yield
+    finally:
+        # Closing the file releases the lock. The file stays: deleting it would let a process
+        # that opened it before the deletion lock a file that the next one no longer sees.
+        os.close(fd)

@@ -1,0 +1,403 @@
+"""migration_lock(): the host's own lock around its Alembic upgrade, on every backend."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from conftest import BACKENDS, Database, backend_params
+from sqlalchemy import create_engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool, StaticPool
+from support import holding_lock, lock_is_free, new_password, url_with_password, wait_for
+
+from granite_assets import _host_lock
+from granite_assets._locking import POSTGRESQL_HOST_NAMESPACE, DatabaseLock
+from granite_assets._target import Database as ResolvedDatabase
+from granite_assets.migrations import (
+    InvalidURLError,
+    MigrationLockTimeoutError,
+    head_revision,
+    migration_lock,
+    upgrade_to_head,
+)
+
+SERVER_BACKENDS = [b for b in BACKENDS if b.name != "sqlite"]
+
+# A process that holds the lock until its stdin closes, or waits for it, logging to stderr.
+HOLDER = """
+import logging, sys
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+from granite_assets.migrations import migration_lock
+with migration_lock(sys.argv[1], name=sys.argv[2], timeout=float(sys.argv[3])):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+@contextmanager
+def holder(url: str, name: str, stderr: Path, timeout: float = 60) -> Iterator[subprocess.Popen[str]]:
+    """Another process that takes the lock ``name`` (waiting up to ``timeout`` s) and holds it."""
+    with stderr.open("w") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, url, name, str(timeout)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        for stream in (process.stdin, process.stdout):
+            if stream is not None:
+                stream.close()
+
+
+def held_by(process: subprocess.Popen[str], stderr: Path) -> None:
+    """Wait until ``process`` says it holds the lock; fail showing its stderr if it ended instead."""
+    assert process.stdout is not None
+    line = process.stdout.readline().strip()
+    assert line == "held", stderr.read_text(encoding="utf-8")
+
+
+def can_take(url: str, name: str) -> bool:
+    """Tell whether another thread could take the lock ``name`` right now."""
+    outcome: list[bool] = []
+
+    def attempt() -> None:
+        try:
+            with migration_lock(url, name=name, timeout=0):
+                outcome.append(True)
+        except MigrationLockTimeoutError:
+            outcome.append(False)
+
+    thread = threading.Thread(target=attempt)
+    thread.start()
+    thread.join()
+    return outcome == [True]
+
+
+@pytest.mark.slow
+def test_timeout_names_the_lock_and_how_to_find_its_holder(database: Database, tmp_path: Path) -> None:
+    """Held by another process, the lock times out with a message naming it, whose holder query works."""
+    password = new_password()
+    with url_with_password(database, password) as url, holder(url, "myapp", tmp_path / "holder") as other:
+        held_by(other, tmp_path / "holder")
+        with (
+            pytest.raises(MigrationLockTimeoutError) as caught,
+            migration_lock(url, name="myapp", timeout=0.5),
+        ):
+            pytest.fail("the lock was taken while another process held it")
+        message = str(caught.value)
+        if database.backend.name == "postgresql":
+            query = re.search(r"SELECT pid, .*? AND granted\)", message)
+            assert query, message
+            assert len(database.scalar_rows(query.group())) == 1
+            assert f"advisory lock {POSTGRESQL_HOST_NAMESPACE}," in message
+        elif database.backend.name == "mysql":
+            name = DatabaseLock("mysql", database.url.database, name="myapp").mysql_name
+            assert f"SELECT IS_USED_LOCK('{name}')" in message
+            assert database.scalar_rows(f"SELECT IS_USED_LOCK('{name}')") != [None]
+        else:
+            assert f"fuser -v {database.url.database}.granite-assets-myapp.lock" in message
+    assert "'myapp'" in message
+    assert "for more than 0.5 seconds" in message
+    assert "migration_lock()'s timeout" in message
+    assert password not in "".join(traceback.format_exception(caught.value))
+
+
+@pytest.mark.slow
+def test_a_killed_holder_leaves_the_lock_free(database: Database, tmp_path: Path) -> None:
+    """A holder killed with SIGKILL takes its lock with it: the next caller gets it."""
+    url = database.url_string
+    with holder(url, "myapp", tmp_path / "holder") as other:
+        held_by(other, tmp_path / "holder")
+        assert not can_take(url, "myapp")
+        other.send_signal(signal.SIGKILL)
+        assert other.wait() == -signal.SIGKILL
+    with migration_lock(url, name="myapp", timeout=60):
+        pass
+
+
+@pytest.mark.slow
+def test_ctrl_c_interrupts_the_wait(database: Database, tmp_path: Path) -> None:
+    """A process waiting for the lock, without limit, stops at once on Ctrl-C (SIGINT)."""
+    url = database.url_string
+    stderr = tmp_path / "waiter"
+    with migration_lock(url, name="myapp"), holder(url, "myapp", stderr, timeout=math.inf) as waiter:
+        wait_for_text(stderr, "Waiting for the migration lock 'myapp'")
+        waiter.send_signal(signal.SIGINT)
+        # The wait bounds a hang: an uninterrupted waiter would wait for ever.
+        assert waiter.wait(timeout=60) == -signal.SIGINT
+        assert waiter.stdout is not None
+        assert waiter.stdout.read() == ""  # it never held the lock
+    assert "KeyboardInterrupt" in stderr.read_text(encoding="utf-8")
+    assert can_take(url, "myapp")
+
+
+def wait_for_text(path: Path, text: str) -> None:
+    """Wait until the file ``path`` holds ``text``."""
+    marker = path.with_suffix(".seen")
+
+    def watch() -> None:
+        while text not in path.read_text(encoding="utf-8"):
+            threading.Event().wait(0.05)
+        marker.touch()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    wait_for(marker, limit=60)
+
+
+def test_released_when_the_block_ends_even_by_an_exception(database: Database) -> None:
+    """The lock is held inside the block only, and an exception from the block goes through."""
+    url = database.url_string
+    with migration_lock(url, name="myapp"):
+        assert not can_take(url, "myapp")
+    assert can_take(url, "myapp")
+    with pytest.raises(RuntimeError, match="the host's upgrade failed"), migration_lock(url, name="myapp"):
+        raise RuntimeError("the host's upgrade failed")
+    assert can_take(url, "myapp")
+
+
+def test_nesting_the_block_does_not_wait_for_itself(database: Database) -> None:
+    """A nested block for the same lock runs under the outer one's; the lock ends with the outer block."""
+    url = database.url_string
+    engine = create_engine(database.url, poolclass=NullPool)
+    try:
+        with migration_lock(url, name="myapp"):
+            with migration_lock(engine, name="myapp", timeout=0):  # the same database, named otherwise
+                assert not can_take(url, "myapp")
+            assert not can_take(url, "myapp")  # the inner block's end released nothing
+        assert can_take(url, "myapp")
+    finally:
+        engine.dispose()
+
+
+def test_names_and_databases_are_separate_locks(database: Database, tmp_path: Path) -> None:
+    """Another name is another lock; so is the same name on another database."""
+    url = database.url_string
+    with migration_lock(url, name="myapp"):
+        assert can_take(url, "otherapp")
+        if database.backend.name == "sqlite":
+            assert can_take(f"sqlite:///{tmp_path / 'other.db'}", "myapp")
+
+
+def test_independent_of_granite_assets_own_lock(database: Database) -> None:
+    """The host's lock is never granite-assets' own: each is taken while the other is held."""
+    url = database.url_string
+    with holding_lock(database), migration_lock(url, name="granite_assets", timeout=0):
+        pass
+    with migration_lock(url, name="granite_assets"):
+        assert upgrade_to_head(url, lock_timeout=30) == head_revision()
+        assert lock_is_free(database)
+
+
+def test_an_engine_is_borrowed_and_left_as_it_was(database: Database) -> None:
+    """With an Engine, the lock's connection goes back to its pool unlocked, in its usual isolation level."""
+    engine = create_engine(database.url, pool_size=1, max_overflow=0)
+    try:
+        with engine.connect() as connection:
+            usual = connection.get_isolation_level()
+        with migration_lock(engine, name="myapp"):
+            assert not can_take(database.url_string, "myapp")
+        assert can_take(database.url_string, "myapp")
+        with engine.connect() as connection:  # the pool's one connection, used by the lock before
+            assert connection.get_isolation_level() == usual
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("backend", backend_params(SERVER_BACKENDS), indirect=True)
+def test_a_url_leaves_no_connection_open(database: Database) -> None:
+    """A URL's engine is disposed after the block: the server has no session of it left."""
+    if database.backend.name == "postgresql":
+        count = (
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    else:
+        count = (
+            "SELECT count(*) FROM information_schema.processlist "
+            "WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+        )
+    with migration_lock(database.url_string, name="myapp"):
+        assert database.scalar_rows(count) == [1]
+    assert database.scalar_rows(count) == [0]
+
+
+@pytest.mark.sqlite
+def test_sqlite_lock_file_sits_beside_the_database(tmp_path: Path) -> None:
+    """On SQLite the lock is a file beside the database's, named after it; the database is not opened."""
+    database = tmp_path / "app.db"
+    with migration_lock(f"sqlite:///{database}", name="myapp"):
+        assert (tmp_path / "app.db.granite-assets-myapp.lock").exists()
+    assert not database.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app.db.granite-assets-myapp.lock"]
+
+
+@pytest.mark.sqlite
+def test_sqlite_relative_url_and_uri_name_the_same_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative path, an absolute one and a file: URI of one database share one lock file."""
+    monkeypatch.chdir(tmp_path)
+    with migration_lock("sqlite:///app.db", name="myapp"):
+        assert not can_take(f"sqlite:///{tmp_path / 'app.db'}", "myapp")
+        assert not can_take(f"sqlite:///file:{tmp_path / 'app.db'}?uri=true", "myapp")
+
+
+@pytest.mark.sqlite
+def test_in_memory_sqlite_is_refused(tmp_path: Path) -> None:
+    """An in-memory database has no file to lock beside, and no other process to wait for."""
+    with pytest.raises(InvalidURLError, match="in-memory"), migration_lock("sqlite://", name="myapp"):
+        pass
+    engine = create_engine("sqlite://", poolclass=StaticPool)
+    try:
+        with pytest.raises(InvalidURLError, match="in-memory"), migration_lock(engine, name="myapp"):
+            pass
+    finally:
+        engine.dispose()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["", " ", "my app", "../x", "-x", ".x", "a" * 65, "naïve", "a/b", 42, None])
+def test_a_bad_name_is_refused_saying_what_is_allowed(name: object, tmp_path: Path) -> None:
+    """A name that could not name a lock everywhere is a ValueError listing the allowed characters."""
+    lock = migration_lock(f"sqlite:///{tmp_path / 'app.db'}", name=name)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=re.escape("letters, digits, '_', '-' and '.'")), lock:
+        pass
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["myapp", "My_App-2.0", "a" * 64, "0"])
+def test_good_names(name: str) -> None:
+    """Letters, digits, '_', '-' and '.', beginning with a letter or digit, up to 64 characters."""
+    assert _host_lock.check_name(name) == name
+
+
+def test_a_connection_is_refused_saying_why(tmp_path: Path) -> None:
+    """A Connection cannot hold the lock beside Alembic's: the TypeError says to pass its engine."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    try:
+        with engine.connect() as connection:
+            lock = migration_lock(connection, name="myapp")  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match=r"connection\.engine"), lock:
+                pass
+    finally:
+        engine.dispose()
+    lock = migration_lock(42, name="myapp")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="URL or an Engine"), lock:
+        pass
+
+
+@pytest.mark.parametrize("timeout", [-1, math.nan, "soon"])
+def test_a_bad_timeout_is_refused(timeout: object, tmp_path: Path) -> None:
+    """A negative, NaN or non-numeric timeout is a ValueError."""
+    lock = migration_lock(f"sqlite:///{tmp_path / 'app.db'}", name="myapp", timeout=timeout)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"migration_lock\(\)'s timeout must be .* seconds"), lock:
+        pass
+
+
+def test_the_lock_keys_of_a_name() -> None:
+    """PostgreSQL's keys are the host namespace and the name's CRC-32; MySQL's name carries both names."""
+    lock = DatabaseLock("postgresql", "app", name="myapp")
+    namespace, key = (int(k) for k in lock.postgresql_keys.split(", "))
+    assert namespace == POSTGRESQL_HOST_NAMESPACE == 1752134516
+    assert -(2**31) <= key < 2**31
+    assert DatabaseLock("mysql", "app", name="myapp").mysql_name == "granite_assets_host.myapp.app"
+    assert (
+        os.path.basename(  # noqa: PTH119
+            _host_lock.lock_file(_sqlite_database("/srv/app.db"), "myapp")
+        )
+        == "app.db.granite-assets-myapp.lock"
+    )
+
+
+def _sqlite_database(path: str) -> ResolvedDatabase:
+    from sqlalchemy import make_url
+
+    url = make_url(f"sqlite:///{path}")
+    return ResolvedDatabase(url, create_engine(url, poolclass=NullPool))  # never connects
+
+
+@pytest.mark.parametrize("backend", backend_params(SERVER_BACKENDS), indirect=True)
+def test_the_lock_connection_leaves_no_transaction_open(database: Database) -> None:
+    """The lock's session sits idle outside any transaction, so it holds no snapshot or row lock."""
+    if database.backend.name == "postgresql":
+        states = (
+            "SELECT state FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        with migration_lock(database.url_string, name="myapp"):
+            assert database.scalar_rows(states) == ["idle"]
+    else:
+        transactions = (
+            "SELECT count(*) FROM information_schema.innodb_trx t JOIN information_schema.processlist p "
+            "ON t.trx_mysql_thread_id = p.id WHERE p.db = DATABASE()"
+        )
+        with migration_lock(database.url_string, name="myapp"):
+            assert database.scalar_rows(transactions) == [0]
+
+
+@pytest.mark.parametrize("backend", backend_params(SERVER_BACKENDS), indirect=True)
+def test_a_lock_whose_session_died_in_the_block_ends_quietly(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A lock whose session is killed in the block: the block ends with a warning, no error, the lock free."""
+    engine = create_engine(database.url, pool_size=1, max_overflow=0)
+    if database.backend.name == "postgresql":
+        kill = (
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    else:
+        kill = "SELECT id FROM information_schema.processlist WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+    try:
+        with caplog.at_level(logging.WARNING, logger="granite_assets"), migration_lock(engine, name="myapp"):
+            found = database.scalar_rows(kill)
+            if database.backend.name == "mysql":
+                database.execute(*(f"KILL {session}" for session in found))
+            assert len(found) == 1
+        assert "Could not release the migration lock 'myapp'" in caplog.text
+        assert can_take(database.url_string, "myapp")
+        with engine.connect() as connection:  # the pool holds no broken connection
+            assert connection.exec_driver_sql("SELECT 1").scalar() == 1
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("backend", backend_params(SERVER_BACKENDS), indirect=True)
+def test_a_lock_that_cannot_be_released_goes_with_its_session(
+    database: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When releasing fails, the session is closed rather than handed back to the pool still locked."""
+
+    def refuse(_lock: DatabaseLock, _connection: object) -> None:
+        raise DBAPIError("SELECT pg_advisory_unlock(...)", None, RuntimeError("the server said no"))
+
+    engine = create_engine(database.url, pool_size=1, max_overflow=0)
+    try:
+        with caplog.at_level(logging.WARNING, logger="granite_assets"):
+            with migration_lock(engine, name="myapp"):
+                monkeypatch.setattr(DatabaseLock, "release", refuse)
+            monkeypatch.undo()
+        assert "the server said no" in caplog.text
+        assert can_take(database.url_string, "myapp")
+    finally:
+        engine.dispose()
