@@ -136,7 +136,8 @@ def _server_lock(db: Database, name: str, timeout: float) -> Iterator[None]:
         )
         if not got:
             raise MigrationLockTimeoutError(
-                f"Another process has held {lock.title} on {db.where} for more than {timeout:g} "
+                "Another session (another process, or a thread of this one) has held "
+                f"{lock.title} on {db.where} for more than {timeout:g} "
                 f"seconds; {lock.holder_hint()}. Wait for it to finish, or raise migration_lock()'s "
                 "timeout; if that process is gone, its lock went with its session."
             )
@@ -215,7 +216,8 @@ def _file_lock(db: Database, name: str, timeout: float) -> Iterator[None]:
         )
         if not got:
             raise MigrationLockTimeoutError(
-                f"Another process has held the migration lock {name!r} (lock file {path}) on {db.where} "
+                "Another session (another process, or a thread of this one) has held "
+                f"the migration lock {name!r} (lock file {path}) on {db.where} "
                 f"for more than {timeout:g} seconds; {hint}. Wait for it to finish, or raise "
                 "migration_lock()'s timeout; if that process is gone, its lock went with it."
             )

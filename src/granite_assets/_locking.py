@@ -258,7 +258,8 @@ def acquire(lock: DatabaseLock, connection: Connection, timeout: float, where: s
 def lock_timeout_error(lock: DatabaseLock, timeout: float, where: str) -> MigrationLockTimeoutError:
     """The error for a lock still held by someone else after ``timeout`` seconds."""
     return MigrationLockTimeoutError(
-        f"Another process has held {lock.title} on {where} for more than {timeout:g} seconds; "
+        "Another session (another process, or a thread of this one) has held "
+        f"{lock.title} on {where} for more than {timeout:g} seconds; "
         f"{lock.holder_hint()}. Wait for it to finish, or raise lock_timeout; "
         "if that process is gone, its lock went with its session."
     )
@@ -331,7 +332,8 @@ def sqlite_write_lock(
         )
         if not held:
             raise MigrationLockTimeoutError(
-                f"Another process has held the write lock of the SQLite database {db.where} "
+                "Another session (another process, or a thread of this one) has held "
+                f"the write lock of the SQLite database {db.where} "
                 f"for more than {lock_timeout:g} seconds (find it with: fuser -v {db.url.database}). "
                 "Wait for it to finish, or raise lock_timeout; if that process is gone, its lock "
                 "went with it."
