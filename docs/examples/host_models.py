@@ -10,11 +10,15 @@ class Base(DeclarativeBase):
     """The application's models: env.py's target_metadata is Base.metadata."""
 
 
-# The granite-assets tables the application refers to, described in a MetaData of their own.
-# Never add them to Base.metadata: autogenerate compares Base.metadata with the database, and
-# would propose to create them. granite-assets creates and changes them.
+# The granite-assets tables the application refers to, in a MetaData of their own.
+# Never add them to Base.metadata: autogenerate compares Base.metadata with the
+# database, and would propose to create them. granite-assets creates and changes them.
 granite_assets_tables = MetaData()
-asset = Table("granite_assets_asset", granite_assets_tables, Column("id", Integer, primary_key=True))
+asset = Table(
+    "granite_assets_asset",
+    granite_assets_tables,
+    Column("id", Integer, primary_key=True),
+)
 
 
 class Order(Base):
