@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -401,3 +402,24 @@ def test_a_lock_that_cannot_be_released_goes_with_its_session(
         assert can_take(database.url_string, "myapp")
     finally:
         engine.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", backend_params(SERVER_BACKENDS), indirect=True)
+def test_a_server_that_ends_idle_sessions_does_not_end_the_lock(database: Database) -> None:
+    """The lock's session sits idle all through the block: a server that ends idle sessions spares it.
+
+    Some servers end sessions idle for a while (PostgreSQL's ``idle_session_timeout``, MySQL's
+    ``wait_timeout``, often lowered on managed servers). Ending the lock's session would hand the
+    lock to another replica while the host's upgrade still runs on its own connection.
+    """
+    if database.backend.name == "postgresql":
+        database.execute(f"ALTER DATABASE {database.url.database} SET idle_session_timeout = '1s'")
+        url = database.url_string
+    else:  # wait_timeout is server-wide: lower it for this URL's sessions only
+        url = database.url.update_query_dict(
+            {"init_command": "SET SESSION wait_timeout = 1"}
+        ).render_as_string(hide_password=False)
+    with migration_lock(url, name="myapp"):
+        time.sleep(3)  # the host's upgrade, on a connection of its own, outlasts the idle timeout
+        assert not can_take(url, "myapp")
