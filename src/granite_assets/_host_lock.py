@@ -11,8 +11,9 @@ connection of its own while the host's upgrade runs inside the block:
 - SQLite: ``flock`` on a lock file beside the database file. The database's own write lock cannot
   serve: Alembic's connection inside the block needs it, and would wait for its own process.
 
-Each is released when the block ends, and dies with its holder: the server ends a killed
-process's session, and the kernel drops a killed process's ``flock``.
+The server locks' sessions idle all through the block, so they are exempted from the server's
+idle-session timeout. Each is released when the block ends, and dies with its holder: the server
+ends a killed process's session, and the kernel drops a killed process's ``flock``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ logger = logging.getLogger("granite_assets.migrations")
 #: A lock name: a letter or digit, then up to 63 letters, digits, ``_``, ``-`` and ``.``. It
 #: becomes part of a MySQL lock name and of a file name, so nothing else is allowed.
 NAME_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+#: MySQL's largest ``wait_timeout`` (a year, in seconds); it has no "never".
+_MYSQL_LONGEST_WAIT_TIMEOUT: Final = 31_536_000
 
 
 @dataclass
@@ -127,6 +130,7 @@ def _server_lock(db: Database, name: str, timeout: float) -> Iterator[None]:
         if lock is None:  # a dialect without a lock: lock_for warned
             yield
             return
+        _exempt_from_idle_timeout(connection)
         got = wait_for(
             lambda budget: lock.try_acquire(connection, budget),
             timeout=timeout,
@@ -145,6 +149,21 @@ def _server_lock(db: Database, name: str, timeout: float) -> Iterator[None]:
             yield
         finally:
             _release(lock, connection, db)
+
+
+def _exempt_from_idle_timeout(connection: Connection) -> None:
+    """Keep the server from ending the lock's session for idling, which it does all through the block.
+
+    A server that ends idle sessions (PostgreSQL's ``idle_session_timeout``, MySQL's
+    ``wait_timeout``) would end the lock with it, and let another replica in while the host's
+    upgrade still runs. Both settings are the session's own to change.
+    """
+    dialect = connection.dialect
+    if dialect.name == "postgresql":
+        if (dialect.server_version_info or (0,)) >= (14,):  # the setting came with PostgreSQL 14
+            connection.exec_driver_sql("SET idle_session_timeout = 0")
+    else:
+        connection.exec_driver_sql(f"SET SESSION wait_timeout = {_MYSQL_LONGEST_WAIT_TIMEOUT}")
 
 
 def _release(lock: DatabaseLock, connection: Connection, db: Database) -> None:
