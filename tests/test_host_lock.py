@@ -423,3 +423,38 @@ def test_a_server_that_ends_idle_sessions_does_not_end_the_lock(database: Databa
     with migration_lock(url, name="myapp"):
         time.sleep(3)  # the host's upgrade, on a connection of its own, outlasts the idle timeout
         assert not can_take(url, "myapp")
+
+
+# Holds the lock, forks a long-lived child inside the block (a worker pool, say), and leaves the
+# block; says "left" and waits for stdin to close, the child still alive.
+FORKS_AND_LEAVES = """
+import os, sys
+from granite_assets.migrations import migration_lock
+read, write = os.pipe()
+with migration_lock(sys.argv[1], name="myapp"):
+    if os.fork() == 0:
+        os.close(write)
+        os.read(read, 1)
+        os._exit(0)
+print("left", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.sqlite
+def test_sqlite_lock_ends_with_the_block_though_a_forked_child_lives_on(tmp_path: Path) -> None:
+    """A child forked in the block shares the lock file's descriptor; the lock still ends with the block."""
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    with subprocess.Popen(
+        [sys.executable, "-c", FORKS_AND_LEAVES, url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as parent:
+        assert parent.stdout is not None
+        assert parent.stdout.readline().strip() == "left"
+        try:
+            assert can_take(url, "myapp")
+        finally:
+            parent.communicate("")
