@@ -458,3 +458,34 @@ def test_sqlite_lock_ends_with_the_block_though_a_forked_child_lives_on(tmp_path
             assert can_take(url, "myapp")
         finally:
             parent.communicate("")
+
+
+# Holds the lock and forks a child inside the block, which tries the lock itself: it is another
+# process, so it must wait (exit 0), not take the parent's lock for its own (exit 1).
+FORKS_AND_TRIES = """
+import os, sys
+from granite_assets.migrations import MigrationLockTimeoutError, migration_lock
+with migration_lock(sys.argv[1], name="myapp"):
+    child = os.fork()
+    if child == 0:
+        try:
+            with migration_lock(sys.argv[1], name="myapp", timeout=0):
+                os._exit(1)
+        except MigrationLockTimeoutError:
+            os._exit(0)
+    _, status = os.waitpid(child, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.slow
+def test_a_process_forked_in_the_block_does_not_hold_the_lock(database: Database) -> None:
+    """A forked child is another process: its own block waits for the lock instead of counting as nested."""
+    done = subprocess.run(
+        [sys.executable, "-c", FORKS_AND_TRIES, database.url_string],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, f"the child took the lock its parent holds\n{done.stderr}"
