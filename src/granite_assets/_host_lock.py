@@ -240,8 +240,16 @@ def _file_lock(db: Database, name: str, timeout: float) -> Iterator[None]:
                 f"for more than {timeout:g} seconds; {hint}. Wait for it to finish, or raise "
                 "migration_lock()'s timeout; if that process is gone, its lock went with it."
             )
-        yield
+        owner = os.getpid()
+        try:
+            yield
+        finally:
+            # Unlock before closing: a child forked in the block shares the open file, and
+            # closing our descriptor alone would leave the lock with the child. A child that
+            # leaves the block itself must not unlock its parent's lock.
+            if os.getpid() == owner:
+                fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
-        # Closing the file releases the lock. The file stays: deleting it would let a process
-        # that opened it before the deletion lock a file that the next one no longer sees.
+        # The file stays: deleting it would let a process that opened it before the deletion
+        # lock a file that the next one no longer sees.
         os.close(fd)
