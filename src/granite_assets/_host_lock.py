@@ -25,7 +25,7 @@ import urllib.parse
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
 
@@ -48,9 +48,18 @@ _MYSQL_LONGEST_WAIT_TIMEOUT: Final = 31_536_000
 
 @dataclass
 class _Hold:
-    """One held lock; ``active`` turns false when the block that took it ends."""
+    """One held lock; ``active`` turns false when the block that took it ends.
 
+    ``pid`` is the process that holds it: a child forked in the block inherits this record, but
+    is another process, which must wait for the lock like any other.
+    """
+
+    pid: int = field(default_factory=os.getpid)
     active: bool = True
+
+    def covers_this_process(self) -> bool:
+        """Tell whether a block of this process, nested in the one that took the lock, runs under it."""
+        return self.active and self.pid == os.getpid()
 
 
 # The locks held by the block the caller is in, by (where, name). A ContextVar rather than a
@@ -95,7 +104,7 @@ def migration_lock(target: str | URL | Engine, name: str, timeout: float) -> Ite
         key = _key(db, name)
         held = _held.get()
         outer = held.get(key)
-        if outer is not None and outer.active:
+        if outer is not None and outer.covers_this_process():
             logger.debug("The migration lock %r on %s is held by an enclosing block already.", name, db.where)
             yield
             return
