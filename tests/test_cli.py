@@ -361,3 +361,14 @@ def test_lock_timeout_must_be_zero_or_more_seconds(tmp_path: Path, value: str) -
     assert run.code == EXIT_USAGE
     assert "--lock-timeout" in run.err
     assert "zero or more seconds" in run.err
+
+
+@pytest.mark.parametrize(("command", "code"), [("current", EXIT_OK), ("check", EXIT_BEHIND)])
+def test_reading_a_sqlite_file_that_does_not_exist_creates_nothing(
+    tmp_path: Path, command: str, code: int
+) -> None:
+    """current and check on a mistyped SQLite path give their verdict, say no file is there, create none."""
+    run = granite_assets(tmp_path, "db", command, "--url", "sqlite:///ap.db")
+    assert run.code == code
+    assert f"There is no SQLite database at {tmp_path / 'ap.db'}" in run.err
+    assert list(tmp_path.iterdir()) == []
