@@ -372,3 +372,20 @@ def test_reading_a_sqlite_file_that_does_not_exist_creates_nothing(
     assert run.code == code
     assert f"There is no SQLite database at {tmp_path / 'ap.db'}" in run.err
     assert list(tmp_path.iterdir()) == []
+
+
+MISPLACED_URL = {
+    "url-without---url": ["db", "upgrade", "{url}"],
+    "url-for-a-command-without-one": ["db", "heads", "--url", "{url}"],
+    "url-without-a-command": ["{url}"],
+}
+
+
+@pytest.mark.parametrize("args", MISPLACED_URL.values(), ids=MISPLACED_URL.keys())
+def test_a_url_in_the_wrong_place_is_echoed_without_its_password(tmp_path: Path, args: list[str]) -> None:
+    """A URL typed where the command line expects something else shows in errors with its password hidden."""
+    password = new_password()
+    url = f"postgresql+psycopg2://app:{password}@db.internal/app"
+    run = granite_assets(tmp_path, *(arg.format(url=url) for arg in args), secret=password)
+    assert run.code in {EXIT_USAGE, EXIT_MIGRATION_ERROR}
+    assert "postgresql+psycopg2://app:***@db.internal/app" in run.err
