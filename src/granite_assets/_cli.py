@@ -14,9 +14,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from granite_assets import migrations
 from granite_assets._errors import DatabaseAheadError, DatabaseBehindError, MigrationError
@@ -33,7 +35,7 @@ SHELL_UPGRADE = "granite-assets db upgrade"
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``granite-assets``; each command's parser is its ``command_parser`` default."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="granite-assets",
         description="Manage the database tables of granite-assets.",
         epilog=f"The database URL comes from --url or ${URL_VARIABLE}. Run with no command for this help.",
@@ -100,16 +102,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(args, url or "")
     except DatabaseBehindError as exc:  # check's verdict, or a downgrade with nothing to revert
-        print(_behind(exc, url or "") if args.command == "check" else exc, file=sys.stderr)
+        print(
+            _behind(exc, url or "") if args.command == "check" else hide_passwords(str(exc)), file=sys.stderr
+        )
         return EXIT_BEHIND
     except DatabaseAheadError as exc:
         if args.command == "check":  # a verdict, not a failure of the command
-            print(exc, file=sys.stderr)
+            print(hide_passwords(str(exc)), file=sys.stderr)
             return EXIT_AHEAD
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {hide_passwords(str(exc))}", file=sys.stderr)
         return EXIT_MIGRATION_ERROR
-    except MigrationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except MigrationError as exc:  # its URLs hide their passwords; a revision typed in may not
+        print(f"error: {hide_passwords(str(exc))}", file=sys.stderr)
         return EXIT_MIGRATION_ERROR
 
 
@@ -206,6 +210,27 @@ def _show_progress() -> None:
     package_logger = logging.getLogger("granite_assets")
     package_logger.addHandler(handler)
     package_logger.setLevel(logging.INFO)
+
+
+# The password of anything shaped like a URL: what follows "scheme://user:" up to the last "@".
+_URL_PASSWORD = re.compile(r"(\w[\w+.-]*://[^/\s:@]*:)\S*@")
+
+
+def hide_passwords(text: str) -> str:
+    """Return ``text`` with the password of every URL in it replaced by ``***``.
+
+    Messages can repeat what the operator typed, and a URL typed in the wrong place (without
+    ``--url``, say) would otherwise show its password on the terminal.
+    """
+    return _URL_PASSWORD.sub(r"\g<1>***@", text)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors never repeat a password (argparse quotes arguments)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print the usage and ``message``, passwords hidden, and exit with status 2."""
+        super().error(hide_passwords(message))
 
 
 class _Version(argparse.Action):
