@@ -389,3 +389,11 @@ def test_a_url_in_the_wrong_place_is_echoed_without_its_password(tmp_path: Path,
     run = granite_assets(tmp_path, *(arg.format(url=url) for arg in args), secret=password)
     assert run.code in {EXIT_USAGE, EXIT_MIGRATION_ERROR}
     assert "postgresql+psycopg2://app:***@db.internal/app" in run.err
+
+
+def test_an_unknown_argument_shows_the_usage_of_its_command(tmp_path: Path) -> None:
+    """An argument a command does not take is reported with that command's usage, not the top level's."""
+    run = granite_assets(tmp_path, "db", "heads", "--url", "sqlite://")
+    assert run.code == EXIT_USAGE
+    assert run.err.startswith("usage: granite-assets db heads")
+    assert "granite-assets db heads: error: unrecognized arguments: --url sqlite://" in run.err
