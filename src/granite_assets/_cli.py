@@ -85,7 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the command that was given them, with its usage
+        (getattr(args, "command_parser", None) or parser).error(
+            f"unrecognized arguments: {' '.join(unknown)}"
+        )
     if getattr(args, "command", None) is None:  # no command: show what there is to run
         (getattr(args, "command_parser", None) or parser).print_help(sys.stderr)
         return EXIT_USAGE
