@@ -361,3 +361,39 @@ def test_lock_timeout_must_be_zero_or_more_seconds(tmp_path: Path, value: str) -
     assert run.code == EXIT_USAGE
     assert "--lock-timeout" in run.err
     assert "zero or more seconds" in run.err
+
+
+@pytest.mark.parametrize(("command", "code"), [("current", EXIT_OK), ("check", EXIT_BEHIND)])
+def test_reading_a_sqlite_file_that_does_not_exist_creates_nothing(
+    tmp_path: Path, command: str, code: int
+) -> None:
+    """current and check on a mistyped SQLite path give their verdict, say no file is there, create none."""
+    run = granite_assets(tmp_path, "db", command, "--url", "sqlite:///ap.db")
+    assert run.code == code
+    assert f"There is no SQLite database at {tmp_path / 'ap.db'}" in run.err
+    assert list(tmp_path.iterdir()) == []
+
+
+MISPLACED_URL = {
+    "url-without---url": ["db", "upgrade", "{url}"],
+    "url-for-a-command-without-one": ["db", "heads", "--url", "{url}"],
+    "url-without-a-command": ["{url}"],
+}
+
+
+@pytest.mark.parametrize("args", MISPLACED_URL.values(), ids=MISPLACED_URL.keys())
+def test_a_url_in_the_wrong_place_is_echoed_without_its_password(tmp_path: Path, args: list[str]) -> None:
+    """A URL typed where the command line expects something else shows in errors with its password hidden."""
+    password = new_password()
+    url = f"postgresql+psycopg2://app:{password}@db.internal/app"
+    run = granite_assets(tmp_path, *(arg.format(url=url) for arg in args), secret=password)
+    assert run.code in {EXIT_USAGE, EXIT_MIGRATION_ERROR}
+    assert "postgresql+psycopg2://app:***@db.internal/app" in run.err
+
+
+def test_an_unknown_argument_shows_the_usage_of_its_command(tmp_path: Path) -> None:
+    """An argument a command does not take is reported with that command's usage, not the top level's."""
+    run = granite_assets(tmp_path, "db", "heads", "--url", "sqlite://")
+    assert run.code == EXIT_USAGE
+    assert run.err.startswith("usage: granite-assets db heads")
+    assert "granite-assets db heads: error: unrecognized arguments: --url sqlite://" in run.err

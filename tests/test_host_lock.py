@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -401,3 +402,90 @@ def test_a_lock_that_cannot_be_released_goes_with_its_session(
         assert can_take(database.url_string, "myapp")
     finally:
         engine.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", backend_params(SERVER_BACKENDS), indirect=True)
+def test_a_server_that_ends_idle_sessions_does_not_end_the_lock(database: Database) -> None:
+    """The lock's session sits idle all through the block: a server that ends idle sessions spares it.
+
+    Some servers end sessions idle for a while (PostgreSQL's ``idle_session_timeout``, MySQL's
+    ``wait_timeout``, often lowered on managed servers). Ending the lock's session would hand the
+    lock to another replica while the host's upgrade still runs on its own connection.
+    """
+    if database.backend.name == "postgresql":
+        database.execute(f"ALTER DATABASE {database.url.database} SET idle_session_timeout = '1s'")
+        url = database.url_string
+    else:  # wait_timeout is server-wide: lower it for this URL's sessions only
+        url = database.url.update_query_dict(
+            {"init_command": "SET SESSION wait_timeout = 1"}
+        ).render_as_string(hide_password=False)
+    with migration_lock(url, name="myapp"):
+        time.sleep(3)  # the host's upgrade, on a connection of its own, outlasts the idle timeout
+        assert not can_take(url, "myapp")
+
+
+# Holds the lock, forks a long-lived child inside the block (a worker pool, say), and leaves the
+# block; says "left" and waits for stdin to close, the child still alive.
+FORKS_AND_LEAVES = """
+import os, sys
+from granite_assets.migrations import migration_lock
+read, write = os.pipe()
+with migration_lock(sys.argv[1], name="myapp"):
+    if os.fork() == 0:
+        os.close(write)
+        os.read(read, 1)
+        os._exit(0)
+print("left", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.sqlite
+def test_sqlite_lock_ends_with_the_block_though_a_forked_child_lives_on(tmp_path: Path) -> None:
+    """A child forked in the block shares the lock file's descriptor; the lock still ends with the block."""
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    with subprocess.Popen(
+        [sys.executable, "-c", FORKS_AND_LEAVES, url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as parent:
+        assert parent.stdout is not None
+        assert parent.stdout.readline().strip() == "left"
+        try:
+            assert can_take(url, "myapp")
+        finally:
+            parent.communicate("")
+
+
+# Holds the lock and forks a child inside the block, which tries the lock itself: it is another
+# process, so it must wait (exit 0), not take the parent's lock for its own (exit 1).
+FORKS_AND_TRIES = """
+import os, sys
+from granite_assets.migrations import MigrationLockTimeoutError, migration_lock
+with migration_lock(sys.argv[1], name="myapp"):
+    child = os.fork()
+    if child == 0:
+        try:
+            with migration_lock(sys.argv[1], name="myapp", timeout=0):
+                os._exit(1)
+        except MigrationLockTimeoutError:
+            os._exit(0)
+    _, status = os.waitpid(child, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.slow
+def test_a_process_forked_in_the_block_does_not_hold_the_lock(database: Database) -> None:
+    """A forked child is another process: its own block waits for the lock instead of counting as nested."""
+    done = subprocess.run(
+        [sys.executable, "-c", FORKS_AND_TRIES, database.url_string],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, f"the child took the lock its parent holds\n{done.stderr}"

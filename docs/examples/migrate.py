@@ -24,6 +24,9 @@ def migrate(url: str, alembic_ini: Path = ALEMBIC_INI) -> None:
     # granite-assets first: the application's revisions may refer to its tables.
     print(f"granite-assets is at revision {upgrade_to_head(url)}")
     config = Config(str(alembic_ini))
+    # env.py imports myapp from the application's folder, which alembic.ini's
+    # "prepend_sys_path = ." names only when run from there.
+    sys.path.insert(0, str(alembic_ini.parent))
     # The ini parser reads "%" as interpolation, and a password may contain one.
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     # Replicas deploying at once apply the application's revisions one process at a time;

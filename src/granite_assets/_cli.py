@@ -14,8 +14,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
 
 from granite_assets import migrations
 from granite_assets._errors import DatabaseAheadError, DatabaseBehindError, MigrationError
@@ -32,7 +35,7 @@ SHELL_UPGRADE = "granite-assets db upgrade"
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``granite-assets``; each command's parser is its ``command_parser`` default."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="granite-assets",
         description="Manage the database tables of granite-assets.",
         epilog=f"The database URL comes from --url or ${URL_VARIABLE}. Run with no command for this help.",
@@ -82,7 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the command that was given them, with its usage
+        (getattr(args, "command_parser", None) or parser).error(
+            f"unrecognized arguments: {' '.join(unknown)}"
+        )
     if getattr(args, "command", None) is None:  # no command: show what there is to run
         (getattr(args, "command_parser", None) or parser).print_help(sys.stderr)
         return EXIT_USAGE
@@ -99,20 +106,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(args, url or "")
     except DatabaseBehindError as exc:  # check's verdict, or a downgrade with nothing to revert
-        print(_behind(exc, url or "") if args.command == "check" else exc, file=sys.stderr)
+        print(
+            _behind(exc, url or "") if args.command == "check" else hide_passwords(str(exc)), file=sys.stderr
+        )
         return EXIT_BEHIND
     except DatabaseAheadError as exc:
         if args.command == "check":  # a verdict, not a failure of the command
-            print(exc, file=sys.stderr)
+            print(hide_passwords(str(exc)), file=sys.stderr)
             return EXIT_AHEAD
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {hide_passwords(str(exc))}", file=sys.stderr)
         return EXIT_MIGRATION_ERROR
-    except MigrationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except MigrationError as exc:  # its URLs hide their passwords; a revision typed in may not
+        print(f"error: {hide_passwords(str(exc))}", file=sys.stderr)
         return EXIT_MIGRATION_ERROR
 
 
 def _run(args: argparse.Namespace, url: str) -> int:
+    if args.command in {"current", "check"} and (missing := _missing_sqlite_file(url)):
+        return _verdict_without_file(args.command, missing)
     if args.command == "heads":
         print(migrations.head_revision() or "(no revisions)")
     elif args.command == "history":
@@ -140,6 +151,35 @@ def _run(args: argparse.Namespace, url: str) -> int:
         print(script or f"-- Nothing to do: the database is at {args.revision} already.\n", end="")
     else:
         print(f"at {migrations.downgrade(url, args.revision, lock_timeout=args.lock_timeout) or 'base'}")
+    return EXIT_OK
+
+
+def _missing_sqlite_file(url: str) -> Path | None:
+    """The absolute path of the SQLite file ``url`` names, when that file does not exist.
+
+    In-memory databases and ``file:`` URI names are left to the library, which says what it
+    makes of them.
+    """
+    from granite_assets._urls import parse_url
+
+    parsed = parse_url(url)
+    name = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or name in {"", ":memory:"} or name.startswith("file:"):
+        return None
+    path = Path(name).absolute()
+    return None if path.exists() else path
+
+
+def _verdict_without_file(command: str, missing: Path) -> int:
+    """``current`` or ``check`` on a SQLite file that does not exist, which opening it would create."""
+    print(
+        f"There is no SQLite database at {missing}; nothing was created. Check the path in the URL.",
+        file=sys.stderr,
+    )
+    if command == "check":
+        pending = [rev.revision for rev in migrations.revisions()]
+        raise DatabaseBehindError(f"There is no SQLite database at {missing}.", current=None, pending=pending)
+    print("(none)")
     return EXIT_OK
 
 
@@ -174,6 +214,27 @@ def _show_progress() -> None:
     package_logger = logging.getLogger("granite_assets")
     package_logger.addHandler(handler)
     package_logger.setLevel(logging.INFO)
+
+
+# The password of anything shaped like a URL: what follows "scheme://user:" up to the last "@".
+_URL_PASSWORD = re.compile(r"(\w[\w+.-]*://[^/\s:@]*:)\S*@")
+
+
+def hide_passwords(text: str) -> str:
+    """Return ``text`` with the password of every URL in it replaced by ``***``.
+
+    Messages can repeat what the operator typed, and a URL typed in the wrong place (without
+    ``--url``, say) would otherwise show its password on the terminal.
+    """
+    return _URL_PASSWORD.sub(r"\g<1>***@", text)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors never repeat a password (argparse quotes arguments)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print the usage and ``message``, passwords hidden, and exit with status 2."""
+        super().error(hide_passwords(message))
 
 
 class _Version(argparse.Action):

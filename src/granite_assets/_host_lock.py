@@ -11,8 +11,9 @@ connection of its own while the host's upgrade runs inside the block:
 - SQLite: ``flock`` on a lock file beside the database file. The database's own write lock cannot
   serve: Alembic's connection inside the block needs it, and would wait for its own process.
 
-Each is released when the block ends, and dies with its holder: the server ends a killed
-process's session, and the kernel drops a killed process's ``flock``.
+The server locks' sessions idle all through the block, so they are exempted from the server's
+idle-session timeout. Each is released when the block ends, and dies with its holder: the server
+ends a killed process's session, and the kernel drops a killed process's ``flock``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import urllib.parse
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
 
@@ -41,13 +42,24 @@ logger = logging.getLogger("granite_assets.migrations")
 #: A lock name: a letter or digit, then up to 63 letters, digits, ``_``, ``-`` and ``.``. It
 #: becomes part of a MySQL lock name and of a file name, so nothing else is allowed.
 NAME_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+#: MySQL's largest ``wait_timeout`` (a year, in seconds); it has no "never".
+_MYSQL_LONGEST_WAIT_TIMEOUT: Final = 31_536_000
 
 
 @dataclass
 class _Hold:
-    """One held lock; ``active`` turns false when the block that took it ends."""
+    """One held lock; ``active`` turns false when the block that took it ends.
 
+    ``pid`` is the process that holds it: a child forked in the block inherits this record, but
+    is another process, which must wait for the lock like any other.
+    """
+
+    pid: int = field(default_factory=os.getpid)
     active: bool = True
+
+    def covers_this_process(self) -> bool:
+        """Tell whether a block of this process, nested in the one that took the lock, runs under it."""
+        return self.active and self.pid == os.getpid()
 
 
 # The locks held by the block the caller is in, by (where, name). A ContextVar rather than a
@@ -92,7 +104,7 @@ def migration_lock(target: str | URL | Engine, name: str, timeout: float) -> Ite
         key = _key(db, name)
         held = _held.get()
         outer = held.get(key)
-        if outer is not None and outer.active:
+        if outer is not None and outer.covers_this_process():
             logger.debug("The migration lock %r on %s is held by an enclosing block already.", name, db.where)
             yield
             return
@@ -127,6 +139,7 @@ def _server_lock(db: Database, name: str, timeout: float) -> Iterator[None]:
         if lock is None:  # a dialect without a lock: lock_for warned
             yield
             return
+        _exempt_from_idle_timeout(connection)
         got = wait_for(
             lambda budget: lock.try_acquire(connection, budget),
             timeout=timeout,
@@ -145,6 +158,21 @@ def _server_lock(db: Database, name: str, timeout: float) -> Iterator[None]:
             yield
         finally:
             _release(lock, connection, db)
+
+
+def _exempt_from_idle_timeout(connection: Connection) -> None:
+    """Keep the server from ending the lock's session for idling, which it does all through the block.
+
+    A server that ends idle sessions (PostgreSQL's ``idle_session_timeout``, MySQL's
+    ``wait_timeout``) would end the lock with it, and let another replica in while the host's
+    upgrade still runs. Both settings are the session's own to change.
+    """
+    dialect = connection.dialect
+    if dialect.name == "postgresql":
+        if (dialect.server_version_info or (0,)) >= (14,):  # the setting came with PostgreSQL 14
+            connection.exec_driver_sql("SET idle_session_timeout = 0")
+    else:
+        connection.exec_driver_sql(f"SET SESSION wait_timeout = {_MYSQL_LONGEST_WAIT_TIMEOUT}")
 
 
 def _release(lock: DatabaseLock, connection: Connection, db: Database) -> None:
@@ -221,8 +249,16 @@ def _file_lock(db: Database, name: str, timeout: float) -> Iterator[None]:
                 f"for more than {timeout:g} seconds; {hint}. Wait for it to finish, or raise "
                 "migration_lock()'s timeout; if that process is gone, its lock went with it."
             )
-        yield
+        owner = os.getpid()
+        try:
+            yield
+        finally:
+            # Unlock before closing: a child forked in the block shares the open file, and
+            # closing our descriptor alone would leave the lock with the child. A child that
+            # leaves the block itself must not unlock its parent's lock.
+            if os.getpid() == owner:
+                fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
-        # Closing the file releases the lock. The file stays: deleting it would let a process
-        # that opened it before the deletion lock a file that the next one no longer sees.
+        # The file stays: deleting it would let a process that opened it before the deletion
+        # lock a file that the next one no longer sees.
         os.close(fd)

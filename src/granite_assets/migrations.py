@@ -310,7 +310,8 @@ def migration_lock(
     None of these can be mistaken for granite-assets' own migration lock. Nesting the block for
     the same name and database (in the same thread, or in work the block hands to
     ``asyncio.to_thread`` or to a task it starts) takes nothing more: the inner block runs under the
-    outer one's lock, which is released when the outer block ends. Another thread or process waits.
+    outer one's lock, which is released when the outer block ends. Another thread or process
+    waits, a process forked inside the block included.
 
     Args:
         target: A synchronous SQLAlchemy URL (string or :class:`~sqlalchemy.engine.URL`) or an
