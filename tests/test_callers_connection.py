@@ -230,7 +230,7 @@ def test_autocommit_engine_commits_the_migration(database: Database, environment
 
 @pytest.mark.parametrize("backend", backend_params(), indirect=True)
 def test_autocommit_connection_needs_no_second_connection(database: Database, environment_copy: Path) -> None:
-    """An AUTOCOMMIT connection that is its engine's only one is migrated on itself, and left in AUTOCOMMIT."""
+    """An AUTOCOMMIT connection, its engine's only one, is migrated on itself and left in AUTOCOMMIT."""
     add_table_revisions(environment_copy, "one")
     engine = create_engine(database.url, poolclass=QueuePool, pool_size=1, max_overflow=0, pool_timeout=1)
     try:
