@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import BACKENDS, Database, add_revision, backend_params, fresh_database
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool, QueuePool
 from support import Workers, add_table_revisions, holding_lock, lock_is_free, record_body, runs, version_rows
 
@@ -16,9 +17,11 @@ from granite_assets import _runner
 from granite_assets.migrations import (
     VERSION_TABLE,
     DatabaseConnectionError,
+    MigrationError,
     MigrationFailedError,
     MigrationLockTimeoutError,
     UnsupportedConnectionError,
+    check_up_to_date,
     current_revision,
     head_revision,
     upgrade_to_head,
@@ -313,3 +316,16 @@ def test_engine_with_schema_translate_map_is_refused(database: Database, tmp_pat
         schemas = ", ".join(f"'{name}'" for name in ("public", "tenant", database.url.database, schema))
         where = f"SELECT table_schema FROM information_schema.tables WHERE table_schema IN ({schemas})"
         assert database.scalar_rows(f"{where} AND table_name = '{VERSION_TABLE}'") == []
+
+
+@pytest.mark.parametrize("backend", backend_params(POSTGRESQL), indirect=True)
+def test_aborted_transaction_gets_a_migration_error(database: Database) -> None:
+    """A caller's PostgreSQL transaction aborted by an earlier statement is told to roll back."""
+    with engine_for(database) as engine, engine.connect() as connection:
+        with pytest.raises(DBAPIError):
+            connection.execute(text("SELECT no_such_column"))
+        for call in (upgrade_to_head, current_revision, check_up_to_date):
+            with pytest.raises(MigrationError, match="roll it back"):
+                call(connection)
+        connection.rollback()
+        assert upgrade_to_head(connection) == head_revision()
