@@ -7,7 +7,12 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, inspect
 from sqlalchemy.exc import DBAPIError
 
-from granite_assets._errors import DatabaseConnectionError, InvalidVersionTableError, MigrationFailedError
+from granite_assets._errors import (
+    DatabaseConnectionError,
+    InvalidURLError,
+    InvalidVersionTableError,
+    MigrationFailedError,
+)
 from granite_assets._failures import sentence
 from granite_assets._history import VERSION_TABLE
 
@@ -19,6 +24,7 @@ _SELECT_VERSION = f"SELECT version_num FROM {VERSION_TABLE}"
 # PostgreSQL's in_failed_sql_transaction (25P02) is a caller's transaction aborted before the call.
 _NO_SUCH_TABLE = ({"42P01", "42S02"}, 1146, "no such table")
 _NO_SUCH_COLUMN = ({"42703", "42S22"}, 1054, "no such column")
+_NO_DATABASE_SELECTED = 1046  # MySQL's ER_NO_DB_ERROR
 
 
 def stored_revision(connection: Connection, db: Database, *, keep_transaction: bool) -> str | None:
@@ -62,6 +68,11 @@ def _unless_missing(connection: Connection, db: Database, exc: DBAPIError, *, ke
             f"Could not read {VERSION_TABLE} on {db.where}: an earlier statement aborted the transaction "
             f"of the connection you passed ({reason}) Nothing was changed: roll it back, then call again.",
             None,
+        ) from None
+    if _says(exc, set(), _NO_DATABASE_SELECTED, "No database selected"):
+        raise InvalidURLError(
+            f"{db.where} names no database, so MariaDB and MySQL have none to keep granite-assets' tables "
+            "in. Add the database's name to the URL (mysql+pymysql://user@host/name)."
         ) from None
     missing = _says(exc, *_NO_SUCH_TABLE)
     if missing is None and own:  # a driver whose errors we cannot read: ask
