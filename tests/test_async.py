@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import subprocess
 import sys
 import threading
@@ -256,3 +257,42 @@ def test_aiosqlite_url_to_the_sync_call_is_refused(tmp_path: Path) -> None:
     with pytest.raises(AsyncDriverURLError, match=r"sqlite\+pysqlite"):
         upgrade_to_head(f"sqlite+aiosqlite:///{tmp_path}/app.db")
     assert not (tmp_path / "app.db").exists()
+
+
+# Runs with greenlet hidden as if it were not installed (SQLAlchemy 2.1 no longer requires it).
+WITHOUT_GREENLET = """
+import asyncio, json, sys
+sys.modules["greenlet"] = None
+from granite_assets.migrations import MigrationError, upgrade_to_head_async
+async def main():
+    report = {}
+    try:
+        await upgrade_to_head_async(sys.argv[1])
+    except Exception as exc:
+        report["async url"] = [type(exc).__name__, isinstance(exc, MigrationError), str(exc)]
+    report["sync url"] = await upgrade_to_head_async(sys.argv[2])  # runs in a thread: no greenlet needed
+    print(json.dumps(report))
+asyncio.run(main())
+"""
+
+
+def test_async_entry_point_without_greenlet_says_how_to_install_it(async_database: Database) -> None:
+    """Without greenlet an async URL gets MissingDependencyError saying so; a sync URL still works."""
+    async_url = async_database.with_driver(ASYNC_DRIVERS[async_database.backend.name])
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            WITHOUT_GREENLET,
+            async_url.render_as_string(hide_password=False),
+            async_database.url_string,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(done.stdout)
+    kind, is_migration_error, message = report["async url"]
+    assert (kind, is_migration_error) == ("MissingDependencyError", True)
+    assert "pip install greenlet" in message
+    assert report["sync url"] == head_revision()

@@ -125,6 +125,11 @@ def no_such_database(database: Database, password: str, stack: ExitStack) -> URL
     )
 
 
+def no_database_named(database: Database, password: str, stack: ExitStack) -> URL:
+    url = stack.enter_context(login(database, password, "owner"))  # url.set(database=None) changes nothing
+    return URL.create(url.drivername, url.username, url.password, url.host, url.port)
+
+
 def refused_login(database: Database, password: str, stack: ExitStack) -> URL:
     return stack.enter_context(login(database, password, "refused"))
 
@@ -185,6 +190,7 @@ CASES = [
     # server's greeting without limit (its read_timeout would also cut GET_LOCK's server-side wait).
     Case("silent-server", ("postgresql",), DatabaseConnectionError, "Could not connect", silent_server),
     Case("refused-login", SERVERS, DatabaseConnectionError, "Could not connect", refused_login),
+    Case("mysql-no-database-named", ("mysql",), InvalidURLError, "names no database", no_database_named),
     Case(
         "may-not-create-tables",
         ALL,

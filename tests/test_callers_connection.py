@@ -7,23 +7,28 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import BACKENDS, Database, add_revision, backend_params
+from conftest import BACKENDS, Database, add_revision, backend_params, fresh_database
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.pool import NullPool
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool, QueuePool
 from support import Workers, add_table_revisions, holding_lock, lock_is_free, record_body, runs, version_rows
 
 from granite_assets import _runner
 from granite_assets.migrations import (
     VERSION_TABLE,
+    DatabaseConnectionError,
+    MigrationError,
     MigrationFailedError,
     MigrationLockTimeoutError,
     UnsupportedConnectionError,
+    check_up_to_date,
     current_revision,
     head_revision,
     upgrade_to_head,
 )
 
 TRANSACTIONAL = [b for b in BACKENDS if b.name != "mysql"]
+SERVERS = [b for b in BACKENDS if b.name != "sqlite"]
 POSTGRESQL = [b for b in BACKENDS if b.name == "postgresql"]
 MYSQL = [b for b in BACKENDS if b.name == "mysql"]
 SQLITE = [b for b in BACKENDS if b.name == "sqlite"]
@@ -224,3 +229,103 @@ def test_autocommit_engine_commits_the_migration(database: Database, environment
     assert version_rows(database) == ["0003"]
     assert {"granite_assets_ace0002", "granite_assets_ace0003"} <= database.table_names()
     assert lock_is_free(database)
+
+
+@pytest.mark.parametrize("backend", backend_params(), indirect=True)
+def test_autocommit_connection_needs_no_second_connection(database: Database, environment_copy: Path) -> None:
+    """An AUTOCOMMIT connection, its engine's only one, is migrated on itself and left in AUTOCOMMIT."""
+    add_table_revisions(environment_copy, "one")
+    engine = create_engine(database.url, poolclass=QueuePool, pool_size=1, max_overflow=0, pool_timeout=1)
+    try:
+        with engine.connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            assert _runner.upgrade(environment_copy, connection, 30) == "0003"
+            assert _runner.upgrade(environment_copy, connection, 30) == "0003"  # the no-op path too
+            assert _runner.in_autocommit(connection)
+            assert not connection.in_transaction()
+    finally:
+        engine.dispose()
+    assert version_rows(database) == ["0003"]
+    assert lock_is_free(database)
+
+
+@pytest.mark.parametrize("backend", backend_params(SERVERS), indirect=True)
+def test_autocommit_connection_is_migrated_where_it_points(database: Database, tmp_path: Path) -> None:
+    """An AUTOCOMMIT connection moved to another database (USE) or schema (search_path) is migrated there."""
+    with fresh_database(database.backend, tmp_path) as other, engine_for(database) as engine:
+        with engine.connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            if database.backend.name == "mysql":
+                connection.execute(text(f"USE {other.url.database}"))
+            else:
+                connection.execute(text("CREATE SCHEMA tenant"))
+                connection.execute(text("SET search_path TO tenant"))
+            assert upgrade_to_head(connection) == head_revision()
+            assert current_revision(connection) == head_revision()
+        if database.backend.name == "mysql":
+            assert version_rows(other) == [head_revision()]
+            assert database.table_names() == set()
+        else:
+            found = "SELECT table_schema FROM information_schema.tables WHERE table_name = :name"
+            with engine.connect() as connection:
+                assert connection.execute(text(found), {"name": VERSION_TABLE}).scalars().all() == ["tenant"]
+
+
+@pytest.mark.parametrize("backend", backend_params(POSTGRESQL), indirect=True)
+def test_repeatable_read_reread_with_no_free_connection_says_so(
+    database: Database, environment_copy: Path
+) -> None:
+    """The REPEATABLE READ re-read, finding the engine's pool exhausted, says so instead of a raw timeout."""
+    add_table_revisions(environment_copy, "rrp")
+    engine = create_engine(
+        database.url,
+        poolclass=QueuePool,
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=1,
+        isolation_level="REPEATABLE READ",
+    )
+    try:
+        with engine.connect() as connection:
+            with pytest.raises(DatabaseConnectionError, match="pool") as caught:
+                _runner.upgrade(environment_copy, connection, 30)
+            assert "pool_size" in str(caught.value)
+            connection.rollback()
+    finally:
+        engine.dispose()
+    assert version_rows(database) is None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="schema_translate_map is neither honoured nor refused: granite-assets reads the version table "
+    "in the default schema while Alembic writes it in the translated one (fix proposed in the review)",
+)
+@pytest.mark.parametrize("backend", backend_params(SERVERS), indirect=True)
+def test_engine_with_schema_translate_map_is_refused(database: Database, tmp_path: Path) -> None:
+    """An Engine whose schema_translate_map moves the default schema is refused before anything is written."""
+    with fresh_database(database.backend, tmp_path) as other, engine_for(database) as engine:
+        schema = str(other.url.database)
+        if database.backend.name == "postgresql":
+            schema = "tenant"
+            database.execute("CREATE SCHEMA tenant")
+        translated = engine.execution_options(schema_translate_map={None: schema})
+        for call in (upgrade_to_head, upgrade_to_head, current_revision):
+            with pytest.raises(UnsupportedConnectionError, match="schema_translate_map"):
+                call(translated)
+        schemas = ", ".join(f"'{name}'" for name in ("public", "tenant", database.url.database, schema))
+        where = f"SELECT table_schema FROM information_schema.tables WHERE table_schema IN ({schemas})"
+        assert database.scalar_rows(f"{where} AND table_name = '{VERSION_TABLE}'") == []
+
+
+@pytest.mark.parametrize("backend", backend_params(POSTGRESQL), indirect=True)
+def test_aborted_transaction_gets_a_migration_error(database: Database) -> None:
+    """A caller's PostgreSQL transaction aborted by an earlier statement is told to roll back."""
+    with engine_for(database) as engine, engine.connect() as connection:
+        with pytest.raises(DBAPIError):
+            connection.execute(text("SELECT no_such_column"))
+        for call in (upgrade_to_head, current_revision, check_up_to_date):
+            with pytest.raises(MigrationError, match="roll it back"):
+                call(connection)
+        connection.rollback()
+        assert upgrade_to_head(connection) == head_revision()

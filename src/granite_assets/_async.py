@@ -8,18 +8,22 @@ inside a running event loop (a FastAPI lifespan, say).
 from __future__ import annotations
 
 import asyncio
+from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import URL
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.util import greenlet_spawn
 
 from granite_assets import _locking, _runner
+from granite_assets._errors import MissingDependencyError
 from granite_assets._history import load_history
 from granite_assets._target import Database, refuse_in_memory
 from granite_assets._timeouts import check_lock_timeout
 from granite_assets._urls import create_owned_engine, is_async, parse_url
+
+if TYPE_CHECKING:  # imported for real once greenlet is known to be there
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 try:  # SQLAlchemy 2.1 renamed await_only to await_
     from sqlalchemy.util import await_ as _await
@@ -37,22 +41,43 @@ async def upgrade_async(
 ) -> str | None:
     """Upgrade through an async engine or connection, or an async (or sync) URL."""
     lock_timeout = check_lock_timeout(lock_timeout)
+    url = parse_url(target) if isinstance(target, str | URL) else None
+    if url is not None and not is_async(url):
+        # A sync URL: run the sync implementation in a worker thread to keep the loop free.
+        return await asyncio.to_thread(_runner.upgrade, directory, url, lock_timeout)
+    require_greenlet()
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
     if isinstance(target, AsyncConnection):
         return await target.run_sync(
             lambda c: _locking.with_sleep(_cooperative_sleep, _runner.upgrade, directory, c, lock_timeout)
         )
     if isinstance(target, AsyncEngine):
         return await _upgrade_engine(directory, target, target.url, lock_timeout, owned=False)
-    url = parse_url(target)
-    if not is_async(url):
-        # A sync URL: run the sync implementation in a worker thread to keep the loop free.
-        return await asyncio.to_thread(_runner.upgrade, directory, url, lock_timeout)
+    url = parse_url(target)  # not a URL: parse_url says what it expected
     refuse_in_memory(url)
     engine = create_owned_engine(url, lock_timeout, create_async_engine)
     try:
         return await _upgrade_engine(directory, engine, url, lock_timeout, owned=True)
     finally:
         await engine.dispose()
+
+
+def require_greenlet() -> None:
+    """Make sure SQLAlchemy's asyncio extension imports: it cannot without greenlet.
+
+    SQLAlchemy 2.1 no longer installs greenlet; a sync URL, run in a thread, needs neither.
+    """
+    try:
+        import sqlalchemy.ext.asyncio  # noqa: F401
+    except ImportError:
+        if find_spec("greenlet") is not None:
+            raise
+        raise MissingDependencyError(
+            "granite-assets' async entry point drives SQLAlchemy's async engines, which need greenlet, "
+            'and it is not installed: pip install greenlet (or "sqlalchemy[asyncio]"). A synchronous '
+            "URL needs no greenlet: to_sync_url() converts an async one."
+        ) from None
 
 
 async def _upgrade_engine(

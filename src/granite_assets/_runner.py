@@ -7,7 +7,8 @@ process (:mod:`granite_assets._inprocess`).
 
 A caller's connection is migrated inside the caller's transaction where that can be made safe,
 and refused where it cannot (see :func:`refuse_unsafe_connection`); a connection in AUTOCOMMIT
-has no transaction to run in, so it is treated as its engine is.
+has no transaction to run in, so it is migrated as a connection of our own is, revision by
+revision under the session lock.
 """
 
 from __future__ import annotations
@@ -213,13 +214,24 @@ def migrate_target(db: Database, job: Job) -> str | None:
             return current
         refuse_unsafe_connection(given, db)
         return migrate_on_callers_connection(db, given, job)
-    own = replace(db, connection=None)  # a connection in AUTOCOMMIT: treated as its engine is
+    own = replace(db, connection=None)  # committed revision by revision, as on a connection of ours
+    if given is not None:
+        # In AUTOCOMMIT there is no transaction to run in, but the session is the caller's: it may
+        # have moved to another database (USE) or schema (search_path), and may be the engine's
+        # only connection. So it is migrated as is, and handed back in AUTOCOMMIT.
+        with autocommit_kept(given):
+            return migrate_on_own_terms(own, given, job)
     with connect(own) as connection:
-        use_autocommit(connection, on=True)
-        current = stored_revision(connection, own, keep_transaction=False)
-        if not plan(job.history, current, job.destination, own, connection).steps:
-            return current
-        return migrate_locked(own, connection, job)
+        return migrate_on_own_terms(own, connection, job)
+
+
+def migrate_on_own_terms(db: Database, connection: Connection, job: Job) -> str | None:
+    """Read the revision outside any transaction; when there is work, migrate under the session lock."""
+    use_autocommit(connection, on=True)
+    current = stored_revision(connection, db, keep_transaction=False)
+    if not plan(job.history, current, job.destination, db, connection).steps:
+        return current
+    return migrate_locked(db, connection, job)
 
 
 def upgrade_database(directory: Path, db: Database, history: History, lock_timeout: float) -> str | None:
@@ -329,6 +341,20 @@ def use_autocommit(connection: Connection, *, on: bool) -> None:
     if connection.in_transaction():
         connection.rollback()
     connection.execution_options(isolation_level=wanted)
+
+
+@contextmanager
+def autocommit_kept(connection: Connection) -> Iterator[None]:
+    """Hand a caller's AUTOCOMMIT connection back as it came: in AUTOCOMMIT, no transaction begun by us."""
+    began = connection.in_transaction()  # in AUTOCOMMIT, only SQLAlchemy's marker of one
+    try:
+        yield
+    finally:
+        if not connection.closed and not connection.invalidated:
+            if connection.in_transaction() and (not began or not in_autocommit(connection)):
+                connection.rollback()
+            if not in_autocommit(connection):
+                connection.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def transactional(connection: Connection) -> None:

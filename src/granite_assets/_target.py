@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from granite_assets._errors import DatabaseConnectionError, InvalidURLError
 from granite_assets._failures import sentence
@@ -98,6 +99,12 @@ def connect(db: Database) -> Iterator[Connection]:
         raise connection_error(db, driver_text(exc.orig), exc.orig) from None
     except OSError as exc:  # drivers such as asyncpg let the socket's own error through
         raise connection_error(db, f"{type(exc).__name__}: {exc}", exc) from None
+    except PoolTimeoutError:
+        raise DatabaseConnectionError(
+            f"granite-assets needs a connection to {db.where} of its own, besides any you hold, and your "
+            "engine's pool had none free within its pool_timeout. Give the engine room for one more "
+            "(pool_size or max_overflow), or call with fewer of its connections checked out."
+        ) from None
     with connection:
         yield connection
 

@@ -7,7 +7,12 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, inspect
 from sqlalchemy.exc import DBAPIError
 
-from granite_assets._errors import DatabaseConnectionError, InvalidVersionTableError, MigrationFailedError
+from granite_assets._errors import (
+    DatabaseConnectionError,
+    InvalidURLError,
+    InvalidVersionTableError,
+    MigrationFailedError,
+)
 from granite_assets._failures import sentence
 from granite_assets._history import VERSION_TABLE
 
@@ -16,8 +21,10 @@ if TYPE_CHECKING:
 
 _SELECT_VERSION = f"SELECT version_num FROM {VERSION_TABLE}"
 # SQLSTATEs: PostgreSQL's undefined_table and MySQL's (and ODBC's) 42S02; undefined_column likewise.
+# PostgreSQL's in_failed_sql_transaction (25P02) is a caller's transaction aborted before the call.
 _NO_SUCH_TABLE = ({"42P01", "42S02"}, 1146, "no such table")
 _NO_SUCH_COLUMN = ({"42703", "42S22"}, 1054, "no such column")
+_NO_DATABASE_SELECTED = 1046  # MySQL's ER_NO_DB_ERROR
 
 
 def stored_revision(connection: Connection, db: Database, *, keep_transaction: bool) -> str | None:
@@ -27,9 +34,9 @@ def stored_revision(connection: Connection, db: Database, *, keep_transaction: b
     existence query on every call. PostgreSQL aborts a transaction on any failed statement, so
     in a transaction that must survive (the caller's) its existence is checked first.
     """
-    if keep_transaction and connection.dialect.name == "postgresql" and not has_table(connection):
-        return None
     try:
+        if keep_transaction and connection.dialect.name == "postgresql" and not has_table(connection):
+            return None
         rows = connection.exec_driver_sql(_SELECT_VERSION).fetchall()
     except DBAPIError as exc:
         _unless_missing(connection, db, exc, keep_transaction=keep_transaction)
@@ -55,6 +62,17 @@ def _unless_missing(connection: Connection, db: Database, exc: DBAPIError, *, ke
     if connection.dialect.name == "sqlite" and "not a database" in reason:
         raise DatabaseConnectionError(
             f"{db.where} is not a SQLite database ({reason}) Check the file name in the URL."
+        ) from None
+    if keep_transaction and _sqlstate(exc) == "25P02":
+        raise MigrationFailedError(
+            f"Could not read {VERSION_TABLE} on {db.where}: an earlier statement aborted the transaction "
+            f"of the connection you passed ({reason}) Nothing was changed: roll it back, then call again.",
+            None,
+        ) from None
+    if _says(exc, set(), _NO_DATABASE_SELECTED, "No database selected"):
+        raise InvalidURLError(
+            f"{db.where} names no database, so MariaDB and MySQL have none to keep granite-assets' tables "
+            "in. Add the database's name to the URL (mysql+pymysql://user@host/name)."
         ) from None
     missing = _says(exc, *_NO_SUCH_TABLE)
     if missing is None and own:  # a driver whose errors we cannot read: ask
@@ -89,9 +107,15 @@ def _says(exc: DBAPIError, states: set[str], mysql_code: int, sqlite_text: str) 
     args = getattr(orig, "args", ())
     if args and isinstance(args[0], int):  # MySQL's own error number, as in _target
         return args[0] == mysql_code
-    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-    if isinstance(code, str):
+    code = _sqlstate(exc)
+    if code is not None:
         return code in states
     if sqlite_text in str(orig):
         return True
     return None
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    """The SQLSTATE of a driver's error, where the driver gives one (psycopg 2 and 3)."""
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return code if isinstance(code, str) else None
