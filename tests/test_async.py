@@ -23,6 +23,7 @@ from granite_assets import _async, _runner
 from granite_assets.migrations import (
     VERSION_TABLE,
     AsyncDriverURLError,
+    UnsupportedConnectionError,
     head_revision,
     to_sync_url,
     upgrade_to_head,
@@ -296,3 +297,22 @@ def test_async_entry_point_without_greenlet_says_how_to_install_it(async_databas
     assert (kind, is_migration_error) == ("MissingDependencyError", True)
     assert "pip install greenlet" in message
     assert report["sync url"] == head_revision()
+
+
+@pytest.mark.parametrize(
+    "backend", backend_params([b for b in BACKENDS if b.driver == "psycopg2"]), indirect=True
+)
+def test_async_engine_with_schema_translate_map_is_refused(database: Database) -> None:
+    """An AsyncEngine that moves tables without a schema is refused as a sync one is, before any write."""
+    database.execute("CREATE SCHEMA tenant")
+
+    async def main() -> None:
+        engine = create_async_engine(database.with_driver("asyncpg"), poolclass=NullPool)
+        try:
+            with pytest.raises(UnsupportedConnectionError, match="schema_translate_map"):
+                await upgrade_to_head_async(engine.execution_options(schema_translate_map={None: "tenant"}))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())
+    assert VERSION_TABLE not in database.table_names()

@@ -296,11 +296,6 @@ def test_repeatable_read_reread_with_no_free_connection_says_so(
     assert version_rows(database) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="schema_translate_map is neither honoured nor refused: granite-assets reads the version table "
-    "in the default schema while Alembic writes it in the translated one (fix proposed in the review)",
-)
 @pytest.mark.parametrize("backend", backend_params(SERVERS), indirect=True)
 def test_engine_with_schema_translate_map_is_refused(database: Database, tmp_path: Path) -> None:
     """An Engine whose schema_translate_map moves the default schema is refused before anything is written."""

@@ -18,7 +18,7 @@ from sqlalchemy.util import greenlet_spawn
 from granite_assets import _locking, _runner
 from granite_assets._errors import MissingDependencyError
 from granite_assets._history import load_history
-from granite_assets._target import Database, refuse_in_memory
+from granite_assets._target import Database, refuse_in_memory, refuse_schema_translation
 from granite_assets._timeouts import check_lock_timeout
 from granite_assets._urls import create_owned_engine, is_async, parse_url
 
@@ -83,6 +83,7 @@ def require_greenlet() -> None:
 async def _upgrade_engine(
     directory: Path, engine: AsyncEngine, url: URL, lock_timeout: float, *, owned: bool
 ) -> str | None:
+    refuse_schema_translation(engine.sync_engine)
     db = Database(url, engine.sync_engine, owned=owned)
     history = load_history(directory)
     result: Any = await greenlet_spawn(

@@ -10,7 +10,7 @@ from sqlalchemy import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from granite_assets._errors import DatabaseConnectionError, InvalidURLError
+from granite_assets._errors import DatabaseConnectionError, InvalidURLError, UnsupportedConnectionError
 from granite_assets._failures import sentence
 from granite_assets._urls import (
     create_owned_engine,
@@ -47,9 +47,11 @@ class Database:
 def resolve(target: Target, lock_timeout: float) -> Iterator[Database]:
     """Turn a URL, engine or connection into a :class:`Database`; dispose what it created."""
     if isinstance(target, Connection):
+        refuse_schema_translation(target)
         yield Database(target.engine.url, target.engine, target)
         return
     if isinstance(target, Engine):
+        refuse_schema_translation(target)
         yield Database(target.url, target)
         return
     if not isinstance(target, str | URL):
@@ -65,6 +67,25 @@ def resolve(target: Target, lock_timeout: float) -> Iterator[Database]:
         yield Database(url, engine, owned=True)
     finally:
         engine.dispose()
+
+
+def refuse_schema_translation(target: Engine | Connection) -> None:
+    """Refuse an engine or connection that moves tables without a schema into another one.
+
+    granite-assets reads its version table where the connection's default schema puts it,
+    while Alembic would write it, and every revision's tables, where ``schema_translate_map``
+    sends them: two schemas, each half migrated.
+    """
+    translate = target.get_execution_options().get("schema_translate_map") or {}
+    if translate.get(None) is not None:
+        raise UnsupportedConnectionError(
+            f"The engine of {display_url(target.engine.url)} has a schema_translate_map that moves "
+            f"tables without a schema to {translate[None]!r}; granite-assets cannot migrate through "
+            "it (its version table would be read in one schema and written in another). Nothing "
+            "was changed. To keep granite-assets' tables in a schema of their own, pass an engine "
+            "whose connections start in it (PostgreSQL: options=-csearch_path=... in the URL; "
+            "MariaDB and MySQL: that database in the URL)."
+        )
 
 
 def refuse_in_memory(url: URL) -> None:

@@ -116,7 +116,8 @@ def upgrade_to_head(
         whose record says it is backward compatible.
 
     Raises:
-        InvalidURLError: The URL is malformed or names an unknown dialect.
+        InvalidURLError: The URL is malformed, names an unknown dialect or an in-memory SQLite
+            database, or (MariaDB, MySQL) names no database.
         AsyncDriverURLError: The URL names an async driver; see :func:`to_sync_url` and
             :func:`upgrade_to_head_async`.
         MissingDependencyError: The ``db`` extra or the URL's driver is not installed.
