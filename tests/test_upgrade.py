@@ -21,6 +21,8 @@ from support import add_table_revisions
 from granite_assets import _runner
 from granite_assets.migrations import (
     VERSION_TABLE,
+    DatabaseBehindError,
+    check_up_to_date,
     current_revision,
     head_revision,
     revisions,
@@ -314,3 +316,20 @@ def test_works_from_any_current_directory(
     (tmp_path / "alembic.ini").write_text("[alembic]\nscript_location = nowhere\n")
     monkeypatch.chdir(tmp_path)
     assert upgrade_to_head(database.url_string) == head_revision()
+
+
+def test_reading_a_sqlite_file_that_does_not_exist_creates_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """current_revision and check_up_to_date on a mistyped SQLite path create no empty database."""
+    url = f"sqlite:///{tmp_path / 'ap.db'}"
+    with caplog.at_level(logging.WARNING, logger="granite_assets"):
+        assert current_revision(url) is None
+        with pytest.raises(DatabaseBehindError) as caught:
+            check_up_to_date(url)
+    assert caught.value.pending == tuple(r.revision for r in revisions())
+    assert list(tmp_path.iterdir()) == []
+    assert any(
+        f"There is no SQLite database at {tmp_path / 'ap.db'}" in r.getMessage() for r in caplog.records
+    )
+    assert upgrade_to_head(url) == head_revision()  # an upgrade creates it, on purpose

@@ -17,7 +17,6 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import NoReturn
 
 from granite_assets import migrations
@@ -122,8 +121,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, url: str) -> int:
-    if args.command in {"current", "check"} and (missing := _missing_sqlite_file(url)):
-        return _verdict_without_file(args.command, missing)
     if args.command == "heads":
         print(migrations.head_revision() or "(no revisions)")
     elif args.command == "history":
@@ -151,35 +148,6 @@ def _run(args: argparse.Namespace, url: str) -> int:
         print(script or f"-- Nothing to do: the database is at {args.revision} already.\n", end="")
     else:
         print(f"at {migrations.downgrade(url, args.revision, lock_timeout=args.lock_timeout) or 'base'}")
-    return EXIT_OK
-
-
-def _missing_sqlite_file(url: str) -> Path | None:
-    """The absolute path of the SQLite file ``url`` names, when that file does not exist.
-
-    In-memory databases and ``file:`` URI names are left to the library, which says what it
-    makes of them.
-    """
-    from granite_assets._urls import parse_url
-
-    parsed = parse_url(url)
-    name = parsed.database or ""
-    if parsed.get_backend_name() != "sqlite" or name in {"", ":memory:"} or name.startswith("file:"):
-        return None
-    path = Path(name).absolute()
-    return None if path.exists() else path
-
-
-def _verdict_without_file(command: str, missing: Path) -> int:
-    """``current`` or ``check`` on a SQLite file that does not exist, which opening it would create."""
-    print(
-        f"There is no SQLite database at {missing}; nothing was created. Check the path in the URL.",
-        file=sys.stderr,
-    )
-    if command == "check":
-        pending = [rev.revision for rev in migrations.revisions()]
-        raise DatabaseBehindError(f"There is no SQLite database at {missing}.", current=None, pending=pending)
-    print("(none)")
     return EXIT_OK
 
 

@@ -41,7 +41,7 @@ from granite_assets._failures import (
 )
 from granite_assets._history import History, Revision, load_history
 from granite_assets._inprocess import alembic_run
-from granite_assets._target import Database, Target, connect, resolve
+from granite_assets._target import Database, Target, connect, missing_sqlite_file, resolve
 from granite_assets._timeouts import check_lock_timeout
 from granite_assets._urls import is_async, parse_url
 from granite_assets._version_table import stored_revision
@@ -165,16 +165,23 @@ def _count_through(history: History, revision: str | None) -> int:
 
 def current_revision(target: Target, lock_timeout: float) -> str | None:
     """The database's revision, read from granite-assets' version table only."""
-    with resolve(target, lock_timeout) as db, reading(db) as (connection, keep):
-        return stored_revision(connection, db, keep_transaction=keep)
+    with resolve(target, lock_timeout) as db:
+        if no_sqlite_file(db):
+            return None
+        with reading(db) as (connection, keep):
+            return stored_revision(connection, db, keep_transaction=keep)
 
 
 def check_up_to_date(directory: Path, target: Target, lock_timeout: float) -> str | None:
     """Return the database's revision when this release needs nothing applied to it, else raise."""
     history = load_history(directory)
-    with resolve(target, lock_timeout) as db, reading(db) as (connection, keep):
-        current = stored_revision(connection, db, keep_transaction=keep)
-        todo = pending(history, current, db, connection)
+    with resolve(target, lock_timeout) as db:
+        if no_sqlite_file(db):
+            current, todo = None, history.revisions
+        else:
+            with reading(db) as (connection, keep):
+                current = stored_revision(connection, db, keep_transaction=keep)
+                todo = pending(history, current, db, connection)
     if todo:
         names = ", ".join(f"{r.revision} ({r.message})" for r in todo)
         raise DatabaseBehindError(
@@ -237,6 +244,19 @@ def migrate_on_own_terms(db: Database, connection: Connection, job: Job) -> str 
 def upgrade_database(directory: Path, db: Database, history: History, lock_timeout: float) -> str | None:
     """Upgrade a database reached through an engine (the async entry point's way in)."""
     return migrate_target(db, Job(directory, history, "head", check_lock_timeout(lock_timeout)))
+
+
+def no_sqlite_file(db: Database) -> bool:
+    """Tell, and log, that a SQLite URL names no file: reading it would create an empty one.
+
+    Only the functions that read call this: an upgrade creates the file on purpose.
+    """
+    missing = missing_sqlite_file(db)
+    if missing is not None:
+        logger.warning(
+            "There is no SQLite database at %s; nothing was created. Check the path in the URL.", missing
+        )
+    return missing is not None
 
 
 @contextmanager

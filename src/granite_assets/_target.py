@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -86,6 +88,25 @@ def refuse_schema_translation(target: Engine | Connection) -> None:
             "whose connections start in it (PostgreSQL: options=-csearch_path=... in the URL; "
             "MariaDB and MySQL: that database in the URL)."
         )
+
+
+def missing_sqlite_file(db: Database) -> Path | None:
+    """The path of the SQLite file a URL target names, when no such file exists (else ``None``).
+
+    Opening a missing file creates it: a mistyped path read with ``current_revision`` would leave
+    an empty database behind for the next upgrade to migrate. Engines and connections are the
+    caller's, and in-memory databases have no file.
+    """
+    url = db.url
+    if not db.owned or url.get_backend_name() != "sqlite":
+        return None
+    name = url.database or ""
+    if name.startswith("file:"):  # a URI filename (?uri=true): its path, without the query
+        name = urllib.parse.unquote(urllib.parse.urlsplit(name).path)
+    if name in {"", ":memory:"}:
+        return None
+    path = Path(name).absolute()
+    return None if path.exists() else path
 
 
 def refuse_in_memory(url: URL) -> None:
