@@ -55,7 +55,7 @@ def aftermath(
 
 def revision_failed(db: Database, failed: Revision | None, exc: Exception, left: str) -> MigrationFailedError:
     """The error for a statement that failed while migrating ``db``."""
-    reason = sentence(db.scrub(str(exc.orig if isinstance(exc, DBAPIError) else exc)))
+    reason = db.explain(exc)
     what = f"revision {failed.revision} ({failed.message})" if failed else "the version-table bookkeeping"
     hint = ""
     if _is_permission(reason):
@@ -68,12 +68,6 @@ def revision_failed(db: Database, failed: Revision | None, exc: Exception, left:
         f"granite-assets {what} failed on {db.where}: {reason}{hint} {left}",
         revision=failed.revision if failed else None,
     )
-
-
-def sentence(text: str) -> str:
-    """Fold a driver's message onto one line that ends like a sentence, each of its lines too."""
-    lines = [" ".join(line.split()) for line in text.splitlines()]
-    return " ".join(line if line.endswith((".", "?", "!", ":")) else f"{line}." for line in lines if line)
 
 
 def _is_permission(reason: str) -> bool:

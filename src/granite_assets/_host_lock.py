@@ -33,7 +33,7 @@ from sqlalchemy import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from granite_assets._errors import InvalidURLError, MigrationError, MigrationLockTimeoutError
-from granite_assets._locking import DatabaseLock, lock_for, wait_for
+from granite_assets._locking import DatabaseLock, acquire, lock_for, wait_for
 from granite_assets._target import Database, connect, resolve
 from granite_assets._timeouts import check_lock_timeout
 
@@ -140,20 +140,7 @@ def _server_lock(db: Database, name: str, timeout: float) -> Iterator[None]:
             yield
             return
         _exempt_from_idle_timeout(connection)
-        got = wait_for(
-            lambda budget: lock.try_acquire(connection, budget),
-            timeout=timeout,
-            waiting_for=f"{lock.title} on {db.where}",
-            hint=lock.holder_hint(),
-            pauses=lock.backend == "postgresql",  # GET_LOCK waits on the server
-        )
-        if not got:
-            raise MigrationLockTimeoutError(
-                "Another session (another process, or a thread of this one) has held "
-                f"{lock.title} on {db.where} for more than {timeout:g} "
-                f"seconds; {lock.holder_hint()}. Wait for it to finish, or raise migration_lock()'s "
-                "timeout; if that process is gone, its lock went with its session."
-            )
+        acquire(lock, connection, timeout, db.where, timeout_name="migration_lock()'s timeout")
         try:
             yield
         finally:

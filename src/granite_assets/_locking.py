@@ -242,8 +242,18 @@ def lock_for(connection: Connection, *, transactional: bool, name: str | None = 
     return None
 
 
-def acquire(lock: DatabaseLock, connection: Connection, timeout: float, where: str) -> None:
-    """Take ``lock`` on ``connection`` within ``timeout`` seconds, or raise the timeout error."""
+def acquire(
+    lock: DatabaseLock,
+    connection: Connection,
+    timeout: float,
+    where: str,
+    *,
+    timeout_name: str = "lock_timeout",
+) -> None:
+    """Take ``lock`` on ``connection`` within ``timeout`` seconds, or raise the timeout error.
+
+    ``timeout_name`` is what the caller calls the timeout, for the error's advice to raise it.
+    """
     got = wait_for(
         lambda budget: lock.try_acquire(connection, budget),
         timeout=timeout,
@@ -252,17 +262,12 @@ def acquire(lock: DatabaseLock, connection: Connection, timeout: float, where: s
         pauses=lock.backend == "postgresql",  # GET_LOCK waits on the server
     )
     if not got:
-        raise lock_timeout_error(lock, timeout, where)
-
-
-def lock_timeout_error(lock: DatabaseLock, timeout: float, where: str) -> MigrationLockTimeoutError:
-    """The error for a lock still held by someone else after ``timeout`` seconds."""
-    return MigrationLockTimeoutError(
-        "Another session (another process, or a thread of this one) has held "
-        f"{lock.title} on {where} for more than {timeout:g} seconds; "
-        f"{lock.holder_hint()}. Wait for it to finish, or raise lock_timeout; "
-        "if that process is gone, its lock went with its session."
-    )
+        raise MigrationLockTimeoutError(
+            "Another session (another process, or a thread of this one) has held "
+            f"{lock.title} on {where} for more than {timeout:g} seconds; "
+            f"{lock.holder_hint()}. Wait for it to finish, or raise {timeout_name}; "
+            "if that process is gone, its lock went with its session."
+        )
 
 
 @contextmanager

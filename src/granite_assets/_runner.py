@@ -36,7 +36,6 @@ from granite_assets._failures import (
     aftermath,
     in_bookkeeping,
     revision_failed,
-    sentence,
     unknown_revision,
 )
 from granite_assets._history import History, Revision, load_history
@@ -474,7 +473,7 @@ def commit_sqlite(connection: Connection, db: Database) -> None:
     except DBAPIError as exc:
         raise MigrationFailedError(
             f"granite-assets could not commit the migration of {db.where}: "
-            f"{sentence(db.scrub(str(exc.orig)))} The whole migration was rolled back (SQLite "
+            f"{db.explain(exc)} The whole migration was rolled back (SQLite "
             "migrates in one transaction): the database is as it was. Fix the cause and run it again.",
             None,
         ) from None

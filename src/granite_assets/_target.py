@@ -13,7 +13,6 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from granite_assets._errors import DatabaseConnectionError, InvalidURLError, UnsupportedConnectionError
-from granite_assets._failures import sentence
 from granite_assets._urls import (
     create_owned_engine,
     display_url,
@@ -43,6 +42,12 @@ class Database:
     def scrub(self, text: str) -> str:
         """Hide this database's secrets in ``text``."""
         return scrub(text, self.url)
+
+    def explain(self, what: BaseException | str) -> str:
+        """An error's (for a driver error, the driver's) words on one line, secrets hidden."""
+        if isinstance(what, DBAPIError):
+            what = driver_text(what.orig)
+        return one_line(self.scrub(str(what)))
 
 
 @contextmanager
@@ -151,6 +156,12 @@ def connect(db: Database) -> Iterator[Connection]:
         yield connection
 
 
+def one_line(text: str) -> str:
+    """Fold a message onto one line that ends like a sentence, each of its lines too."""
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    return " ".join(line if line.endswith((".", "?", "!", ":")) else f"{line}." for line in lines if line)
+
+
 def driver_text(orig: BaseException | None) -> str:
     """A driver error's own words: pg8000 gives the server's fields as a dict, whose M is the message."""
     args = getattr(orig, "args", ())
@@ -161,7 +172,7 @@ def driver_text(orig: BaseException | None) -> str:
 
 def connection_error(db: Database, text: str, orig: BaseException | None) -> DatabaseConnectionError:
     """The error for a connection the server refused or could not be made, with advice that fits."""
-    reason = sentence(db.scrub(text))
+    reason = db.explain(text)
     if db.url.get_backend_name() == "sqlite":
         advice = "Check the file name, and that its folder exists and this process may write in it."
         return DatabaseConnectionError(f"Could not open the SQLite database {db.where}: {reason} {advice}")

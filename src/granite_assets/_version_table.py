@@ -13,7 +13,6 @@ from granite_assets._errors import (
     InvalidVersionTableError,
     MigrationFailedError,
 )
-from granite_assets._failures import sentence
 from granite_assets._history import VERSION_TABLE
 
 if TYPE_CHECKING:
@@ -57,7 +56,7 @@ def has_table(connection: Connection, name: str = VERSION_TABLE) -> bool:
 
 def _unless_missing(connection: Connection, db: Database, exc: DBAPIError, *, keep_transaction: bool) -> None:
     """Return quietly when a failed read means the table is missing (no revision); raise otherwise."""
-    reason = sentence(db.scrub(str(exc.orig)))
+    reason = db.explain(exc)
     own = not keep_transaction
     if connection.dialect.name == "sqlite" and "not a database" in reason:
         raise DatabaseConnectionError(
