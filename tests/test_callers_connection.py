@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool, QueuePool
 from support import Workers, add_table_revisions, holding_lock, lock_is_free, record_body, runs, version_rows
 
-from granite_assets import _runner
+from granite_assets import _isolation, _runner
 from granite_assets.migrations import (
     VERSION_TABLE,
     DatabaseConnectionError,
@@ -241,7 +241,7 @@ def test_autocommit_connection_needs_no_second_connection(database: Database, en
             connection.execution_options(isolation_level="AUTOCOMMIT")
             assert _runner.upgrade(environment_copy, connection, 30) == "0003"
             assert _runner.upgrade(environment_copy, connection, 30) == "0003"  # the no-op path too
-            assert _runner.in_autocommit(connection)
+            assert _isolation.in_autocommit(connection)
             assert not connection.in_transaction()
     finally:
         engine.dispose()

@@ -29,6 +29,7 @@ from sqlalchemy import Boolean, Column, Connection, MetaData, Row, String, Table
 from sqlalchemy.exc import DBAPIError
 
 from granite_assets._history import History, Revision
+from granite_assets._isolation import in_autocommit
 from granite_assets._version_table import has_table
 
 logger = logging.getLogger("granite_assets.migrations")
@@ -150,8 +151,8 @@ def _read(connection: Connection) -> dict[str, Row[Any]] | None:
 @contextmanager
 def _savepoint_in_postgresql_transaction(connection: Connection) -> Iterator[None]:
     """Keep a failed read from aborting a PostgreSQL transaction (the caller's, say)."""
-    autocommit = connection._is_autocommit_isolation()  # noqa: SLF001 - SQLAlchemy's own test
-    if connection.dialect.name != "postgresql" or not connection.in_transaction() or autocommit:
+    outside_transaction = not connection.in_transaction() or in_autocommit(connection)
+    if connection.dialect.name != "postgresql" or outside_transaction:
         yield
         return
     with connection.begin_nested():

@@ -17,16 +17,14 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import URL, Connection
-from sqlalchemy.exc import DBAPIError
 
-from granite_assets import _compat, _locking
+from granite_assets import _locking
 from granite_assets._errors import (
-    DatabaseAheadError,
     DatabaseBehindError,
     MigrationFailedError,
     MigrationLockTimeoutError,
@@ -40,123 +38,20 @@ from granite_assets._failures import (
 )
 from granite_assets._history import History, Revision, load_history
 from granite_assets._inprocess import alembic_run
+from granite_assets._isolation import autocommit_kept, in_autocommit, transactional, use_autocommit
+from granite_assets._plan import Job, Plan, pending, plan
+from granite_assets._sqlite import (
+    commit_sqlite,
+    foreign_key_violations,
+    refuse_new_violations,
+    sqlite_foreign_keys_off,
+)
 from granite_assets._target import Database, Target, connect, missing_sqlite_file, resolve
 from granite_assets._timeouts import check_lock_timeout
 from granite_assets._urls import is_async, parse_url
 from granite_assets._version_table import stored_revision
 
 logger = logging.getLogger("granite_assets.migrations")
-
-
-# -- Deciding what to do ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Job:
-    """One call's work: which environment, to which revision, waiting how long for the lock."""
-
-    directory: Path
-    history: History
-    destination: str  # "head", "base" or a revision id
-    lock_timeout: float
-
-
-@dataclass(frozen=True)
-class Plan:
-    """The revisions a call runs, in the order it runs them, and where the database ends up."""
-
-    steps: tuple[Revision, ...]
-    destination: str | None
-    upgrade: bool
-
-
-def pending(
-    history: History, current: str | None, db: Database, connection: Connection
-) -> tuple[Revision, ...]:
-    """The revisions to apply after ``current``.
-
-    A database at a revision this release does not ship is left alone when its record says
-    every newer revision is backward compatible (a warning names them); otherwise it is refused.
-    """
-    if current is None or history.knows(current):
-        return history.after(current)
-    ahead = _compat.examine(connection, history, current)
-    if ahead.reason is not None:
-        raise ahead_error(history, ahead, db)
-    logger.warning(
-        "The database %s is at granite-assets revision %s, newer than this release's %s; the newer "
-        "revisions (%s) are backward compatible, so this release works with it unchanged.",
-        db.where,
-        current,
-        history.head,
-        ", ".join(ahead.newer),
-    )
-    return ()
-
-
-def ahead_error(
-    history: History, ahead: _compat.Ahead, db: Database, *, downgrading: bool = False
-) -> DatabaseAheadError:
-    """The error for a database whose newer revisions this release cannot work with (or revert)."""
-    where = (
-        f"The database {db.where} is at granite-assets revision {ahead.revision}, which this release "
-        f"does not ship (its newest is {history.head})"
-    )
-    ways_out = (
-        "roll forward to a release that ships it, or downgrade the database to "
-        f"{history.head} with the newer release first (`granite-assets db downgrade {history.head}`)"
-    )
-    if downgrading:
-        message = (
-            f"{where}: only a release that ships {ahead.revision} holds the downgrade() that reverts "
-            f"it. Nothing was changed. Downgrade with the newer release (`granite-assets db downgrade "
-            f"{history.head}` run with it installed), then with this one if you need to go further."
-        )
-    elif ahead.reason == "incompatible":
-        message = (
-            f"{where}, and the newer revision {ahead.blocking} is not backward compatible: this "
-            f"release's code may not work with the schema. Upgrade the granite-assets package: {ways_out}."
-        )
-    else:
-        message = (
-            f"{where}, and nothing this release can read says the newer revisions are backward "
-            "compatible (a release that keeps no such record migrated it, or the record is "
-            "missing, unreadable or does not lead back to this release's revisions), so they are "
-            "treated as if they were not. The database is newer than this granite-assets: "
-            f"upgrade the granite-assets package ({ways_out})."
-        )
-    return DatabaseAheadError(
-        message, revision=ahead.revision, reason=ahead.reason or "compatible", blocking=ahead.blocking
-    )
-
-
-def plan(
-    history: History, current: str | None, destination: str, db: Database, connection: Connection
-) -> Plan:
-    """What it takes to bring a database at ``current`` to ``destination`` (``head``, ``base`` or an id)."""
-    if destination == "head":
-        steps = pending(history, current, db, connection)
-        return Plan(steps, history.head if steps else current, upgrade=True)
-    if current is not None and not history.knows(current):
-        raise ahead_error(history, _compat.examine(connection, history, current), db, downgrading=True)
-    target = None if destination == "base" else destination
-    keep, have = _count_through(history, target), _count_through(history, current)
-    if keep > have:
-        between = history.revisions[have:keep]
-        raise DatabaseBehindError(
-            f"The database {db.where} is at revision {current or 'none'}"
-            f"{'' if current else ' (granite-assets never migrated it)'}, below {destination}: "
-            "there is nothing to downgrade. To move it up, run `granite-assets db upgrade`.",
-            current=current,
-            pending=[r.revision for r in between],
-        )
-    steps = tuple(reversed(history.revisions[keep:have]))
-    return Plan(steps, target if steps else current, upgrade=False)
-
-
-def _count_through(history: History, revision: str | None) -> int:
-    """How many revisions, from the first, lead up to and include ``revision``."""
-    return 0 if revision is None else len(history.revisions) - len(history.after(revision))
 
 
 # -- Entry points ----------------------------------------------------------------------------
@@ -272,12 +167,6 @@ def reading(db: Database) -> Iterator[tuple[Connection, bool]]:
 # -- The caller's connection -----------------------------------------------------------------
 
 
-def in_autocommit(connection: Connection) -> bool:
-    """Tell whether ``connection`` runs in AUTOCOMMIT, set on it or on its engine."""
-    # SQLAlchemy's own test (2.0 and 2.1): get_isolation_level() never reports AUTOCOMMIT.
-    return bool(connection._is_autocommit_isolation())  # noqa: SLF001
-
-
 def refuse_unsafe_connection(connection: Connection, db: Database) -> None:
     """Refuse a caller's connection whose transaction cannot hold the migration safely."""
     backend = connection.dialect.name
@@ -341,53 +230,6 @@ def reread_in_callers_transaction(connection: Connection, db: Database) -> str |
 # -- Our own connection ----------------------------------------------------------------------
 
 
-def use_autocommit(connection: Connection, *, on: bool) -> None:
-    """On PostgreSQL, run our own reads and lock calls outside transactions, or stop doing so.
-
-    There every transaction costs a BEGIN and a ROLLBACK round trip of its own, which would
-    double the cost of the no-op path; the setting is only a flag on the driver's connection,
-    and the pool restores the connection's level when it is returned. Alembic always runs with
-    the normal level (:func:`transactional`), so each revision keeps its own transaction.
-    """
-    if connection.dialect.name != "postgresql":
-        return
-    wanted = "AUTOCOMMIT" if on else connection.default_isolation_level
-    if (
-        connection.get_execution_options().get("isolation_level", connection.default_isolation_level)
-        == wanted
-    ):
-        return
-    if connection.in_transaction():
-        connection.rollback()
-    connection.execution_options(isolation_level=wanted)
-
-
-@contextmanager
-def autocommit_kept(connection: Connection) -> Iterator[None]:
-    """Hand a caller's AUTOCOMMIT connection back as it came: in AUTOCOMMIT, no transaction begun by us."""
-    began = connection.in_transaction()  # in AUTOCOMMIT, only SQLAlchemy's marker of one
-    try:
-        yield
-    finally:
-        if not connection.closed and not connection.invalidated:
-            if connection.in_transaction() and (not began or not in_autocommit(connection)):
-                connection.rollback()
-            if not in_autocommit(connection):
-                connection.execution_options(isolation_level="AUTOCOMMIT")
-
-
-def transactional(connection: Connection) -> None:
-    """Give Alembic real transactions on our own connection, even from an engine in AUTOCOMMIT.
-
-    Otherwise a failed revision's data changes would stay committed. SQLite needs nothing: its
-    migration is one explicit transaction (``BEGIN IMMEDIATE``).
-    """
-    if connection.in_transaction():
-        connection.rollback()  # hand Alembic a connection with no transaction open
-    if connection.dialect.name != "sqlite" and in_autocommit(connection):
-        connection.execution_options(isolation_level=connection.default_isolation_level)
-
-
 def migrate_locked(db: Database, connection: Connection, job: Job) -> str | None:
     """Take the migration lock on our own ``connection``, re-read the revision, run what is left.
 
@@ -416,67 +258,6 @@ def migrate_locked(db: Database, connection: Connection, job: Job) -> str | None
             if connection.in_transaction():
                 connection.rollback()  # so that releasing the lock can run
             raise
-
-
-# -- SQLite's foreign keys -------------------------------------------------------------------
-
-
-@contextmanager
-def sqlite_foreign_keys_off(connection: Connection) -> Iterator[bool]:
-    """Switch SQLite's foreign keys off for the migration when they are on; say whether they were.
-
-    A table rebuild (Alembic's batch mode) drops the old table, and with foreign keys on, that
-    deletes every row referring to it through ``ON DELETE CASCADE``. The pragma can only change
-    outside a transaction, so this wraps the write lock's transaction.
-    """
-    was_on = bool(connection.exec_driver_sql("PRAGMA foreign_keys").scalar())
-    if connection.in_transaction():
-        connection.rollback()
-    if not was_on:
-        yield False
-        return
-    connection.exec_driver_sql("PRAGMA foreign_keys = OFF")
-    try:
-        yield True
-    finally:
-        if connection.in_transaction():
-            connection.rollback()
-        connection.exec_driver_sql("PRAGMA foreign_keys = ON")
-        connection.rollback()
-
-
-def foreign_key_violations(connection: Connection) -> Counter[tuple[str, ...]]:
-    """Count the rows that break a foreign key, by table, referred table and key."""
-    rows = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-    return Counter((str(r[0]), str(r[2]), str(r[3])) for r in rows)
-
-
-def refuse_new_violations(connection: Connection, db: Database, before: Counter[tuple[str, ...]]) -> None:
-    """Fail the migration, before its commit, if it left rows breaking foreign keys that did not before."""
-    new = foreign_key_violations(connection) - before
-    if new:
-        found = "; ".join(
-            f"{n} row(s) of {table} referring to {parent}" for (table, parent, _), n in new.items()
-        )
-        raise MigrationFailedError(
-            f"granite-assets' migration of {db.where} would leave rows that break foreign keys ({found}), "
-            "so the whole migration was rolled back (SQLite migrates in one transaction) and the "
-            "database is as it was. Run PRAGMA foreign_key_check to see them.",
-            None,
-        )
-
-
-def commit_sqlite(connection: Connection, db: Database) -> None:
-    """Commit SQLite's one migration transaction, saying plainly when that fails."""
-    try:
-        connection.commit()
-    except DBAPIError as exc:
-        raise MigrationFailedError(
-            f"granite-assets could not commit the migration of {db.where}: "
-            f"{db.explain(exc)} The whole migration was rolled back (SQLite "
-            "migrates in one transaction): the database is as it was. Fix the cause and run it again.",
-            None,
-        ) from None
 
 
 # -- Running Alembic -------------------------------------------------------------------------

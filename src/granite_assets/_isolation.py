@@ -1,0 +1,61 @@
+"""The isolation level and transactions of the connections granite-assets migrates on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection
+
+
+def in_autocommit(connection: Connection) -> bool:
+    """Tell whether ``connection`` runs in AUTOCOMMIT, set on it or on its engine."""
+    # SQLAlchemy's own test (2.0 and 2.1): get_isolation_level() never reports AUTOCOMMIT.
+    return bool(connection._is_autocommit_isolation())  # noqa: SLF001
+
+
+def use_autocommit(connection: Connection, *, on: bool) -> None:
+    """On PostgreSQL, run our own reads and lock calls outside transactions, or stop doing so.
+
+    There every transaction costs a BEGIN and a ROLLBACK round trip of its own, which would
+    double the cost of the no-op path; the setting is only a flag on the driver's connection,
+    and the pool restores the connection's level when it is returned. Alembic always runs with
+    the normal level (:func:`transactional`), so each revision keeps its own transaction.
+    """
+    if connection.dialect.name != "postgresql":
+        return
+    wanted = "AUTOCOMMIT" if on else connection.default_isolation_level
+    if (
+        connection.get_execution_options().get("isolation_level", connection.default_isolation_level)
+        == wanted
+    ):
+        return
+    if connection.in_transaction():
+        connection.rollback()
+    connection.execution_options(isolation_level=wanted)
+
+
+@contextmanager
+def autocommit_kept(connection: Connection) -> Iterator[None]:
+    """Hand a caller's AUTOCOMMIT connection back as it came: in AUTOCOMMIT, no transaction begun by us."""
+    began = connection.in_transaction()  # in AUTOCOMMIT, only SQLAlchemy's marker of one
+    try:
+        yield
+    finally:
+        if not connection.closed and not connection.invalidated:
+            if connection.in_transaction() and (not began or not in_autocommit(connection)):
+                connection.rollback()
+            if not in_autocommit(connection):
+                connection.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def transactional(connection: Connection) -> None:
+    """Give Alembic real transactions on our own connection, even from an engine in AUTOCOMMIT.
+
+    Otherwise a failed revision's data changes would stay committed. SQLite needs nothing: its
+    migration is one explicit transaction (``BEGIN IMMEDIATE``).
+    """
+    if connection.in_transaction():
+        connection.rollback()  # hand Alembic a connection with no transaction open
+    if connection.dialect.name != "sqlite" and in_autocommit(connection):
+        connection.execution_options(isolation_level=connection.default_isolation_level)

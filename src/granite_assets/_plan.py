@@ -1,0 +1,128 @@
+"""Deciding what a call does: the revisions to run, in order, and where the database ends up.
+
+A database at a revision this release does not ship is "ahead": it is left alone when the
+compatibility record says every newer revision is backward compatible, and refused otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Connection
+
+from granite_assets import _compat
+from granite_assets._errors import DatabaseAheadError, DatabaseBehindError
+from granite_assets._history import History, Revision
+from granite_assets._target import Database
+
+logger = logging.getLogger("granite_assets.migrations")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One call's work: which environment, to which revision, waiting how long for the lock."""
+
+    directory: Path
+    history: History
+    destination: str  # "head", "base" or a revision id
+    lock_timeout: float
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The revisions a call runs, in the order it runs them, and where the database ends up."""
+
+    steps: tuple[Revision, ...]
+    destination: str | None
+    upgrade: bool
+
+
+def pending(
+    history: History, current: str | None, db: Database, connection: Connection
+) -> tuple[Revision, ...]:
+    """The revisions to apply after ``current``.
+
+    A database at a revision this release does not ship is left alone when its record says
+    every newer revision is backward compatible (a warning names them); otherwise it is refused.
+    """
+    if current is None or history.knows(current):
+        return history.after(current)
+    ahead = _compat.examine(connection, history, current)
+    if ahead.reason is not None:
+        raise ahead_error(history, ahead, db)
+    logger.warning(
+        "The database %s is at granite-assets revision %s, newer than this release's %s; the newer "
+        "revisions (%s) are backward compatible, so this release works with it unchanged.",
+        db.where,
+        current,
+        history.head,
+        ", ".join(ahead.newer),
+    )
+    return ()
+
+
+def ahead_error(
+    history: History, ahead: _compat.Ahead, db: Database, *, downgrading: bool = False
+) -> DatabaseAheadError:
+    """The error for a database whose newer revisions this release cannot work with (or revert)."""
+    where = (
+        f"The database {db.where} is at granite-assets revision {ahead.revision}, which this release "
+        f"does not ship (its newest is {history.head})"
+    )
+    ways_out = (
+        "roll forward to a release that ships it, or downgrade the database to "
+        f"{history.head} with the newer release first (`granite-assets db downgrade {history.head}`)"
+    )
+    if downgrading:
+        message = (
+            f"{where}: only a release that ships {ahead.revision} holds the downgrade() that reverts "
+            f"it. Nothing was changed. Downgrade with the newer release (`granite-assets db downgrade "
+            f"{history.head}` run with it installed), then with this one if you need to go further."
+        )
+    elif ahead.reason == "incompatible":
+        message = (
+            f"{where}, and the newer revision {ahead.blocking} is not backward compatible: this "
+            f"release's code may not work with the schema. Upgrade the granite-assets package: {ways_out}."
+        )
+    else:
+        message = (
+            f"{where}, and nothing this release can read says the newer revisions are backward "
+            "compatible (a release that keeps no such record migrated it, or the record is "
+            "missing, unreadable or does not lead back to this release's revisions), so they are "
+            "treated as if they were not. The database is newer than this granite-assets: "
+            f"upgrade the granite-assets package ({ways_out})."
+        )
+    return DatabaseAheadError(
+        message, revision=ahead.revision, reason=ahead.reason or "compatible", blocking=ahead.blocking
+    )
+
+
+def plan(
+    history: History, current: str | None, destination: str, db: Database, connection: Connection
+) -> Plan:
+    """What it takes to bring a database at ``current`` to ``destination`` (``head``, ``base`` or an id)."""
+    if destination == "head":
+        steps = pending(history, current, db, connection)
+        return Plan(steps, history.head if steps else current, upgrade=True)
+    if current is not None and not history.knows(current):
+        raise ahead_error(history, _compat.examine(connection, history, current), db, downgrading=True)
+    target = None if destination == "base" else destination
+    keep, have = _count_through(history, target), _count_through(history, current)
+    if keep > have:
+        between = history.revisions[have:keep]
+        raise DatabaseBehindError(
+            f"The database {db.where} is at revision {current or 'none'}"
+            f"{'' if current else ' (granite-assets never migrated it)'}, below {destination}: "
+            "there is nothing to downgrade. To move it up, run `granite-assets db upgrade`.",
+            current=current,
+            pending=[r.revision for r in between],
+        )
+    steps = tuple(reversed(history.revisions[keep:have]))
+    return Plan(steps, target if steps else current, upgrade=False)
+
+
+def _count_through(history: History, revision: str | None) -> int:
+    """How many revisions, from the first, lead up to and include ``revision``."""
+    return 0 if revision is None else len(history.revisions) - len(history.after(revision))

@@ -1,0 +1,71 @@
+"""SQLite's foreign keys during a migration, and its one migration transaction's commit."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
+
+from granite_assets._errors import MigrationFailedError
+from granite_assets._target import Database
+
+
+@contextmanager
+def sqlite_foreign_keys_off(connection: Connection) -> Iterator[bool]:
+    """Switch SQLite's foreign keys off for the migration when they are on; say whether they were.
+
+    A table rebuild (Alembic's batch mode) drops the old table, and with foreign keys on, that
+    deletes every row referring to it through ``ON DELETE CASCADE``. The pragma can only change
+    outside a transaction, so this wraps the write lock's transaction.
+    """
+    was_on = bool(connection.exec_driver_sql("PRAGMA foreign_keys").scalar())
+    if connection.in_transaction():
+        connection.rollback()
+    if not was_on:
+        yield False
+        return
+    connection.exec_driver_sql("PRAGMA foreign_keys = OFF")
+    try:
+        yield True
+    finally:
+        if connection.in_transaction():
+            connection.rollback()
+        connection.exec_driver_sql("PRAGMA foreign_keys = ON")
+        connection.rollback()
+
+
+def foreign_key_violations(connection: Connection) -> Counter[tuple[str, ...]]:
+    """Count the rows that break a foreign key, by table, referred table and key."""
+    rows = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    return Counter((str(r[0]), str(r[2]), str(r[3])) for r in rows)
+
+
+def refuse_new_violations(connection: Connection, db: Database, before: Counter[tuple[str, ...]]) -> None:
+    """Fail the migration, before its commit, if it left rows breaking foreign keys that did not before."""
+    new = foreign_key_violations(connection) - before
+    if new:
+        found = "; ".join(
+            f"{n} row(s) of {table} referring to {parent}" for (table, parent, _), n in new.items()
+        )
+        raise MigrationFailedError(
+            f"granite-assets' migration of {db.where} would leave rows that break foreign keys ({found}), "
+            "so the whole migration was rolled back (SQLite migrates in one transaction) and the "
+            "database is as it was. Run PRAGMA foreign_key_check to see them.",
+            None,
+        )
+
+
+def commit_sqlite(connection: Connection, db: Database) -> None:
+    """Commit SQLite's one migration transaction, saying plainly when that fails."""
+    try:
+        connection.commit()
+    except DBAPIError as exc:
+        raise MigrationFailedError(
+            f"granite-assets could not commit the migration of {db.where}: "
+            f"{db.explain(exc)} The whole migration was rolled back (SQLite "
+            "migrates in one transaction): the database is as it was. Fix the cause and run it again.",
+            None,
+        ) from None
