@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -397,3 +398,22 @@ def test_an_unknown_argument_shows_the_usage_of_its_command(tmp_path: Path) -> N
     assert run.code == EXIT_USAGE
     assert run.err.startswith("usage: granite-assets db heads")
     assert "granite-assets db heads: error: unrecognized arguments: --url sqlite://" in run.err
+
+
+@pytest.mark.parametrize("command", ["upgrade", "check", "current"])
+def test_a_db_command_without_db_names_the_command_to_run(tmp_path: Path, command: str) -> None:
+    """``granite-assets upgrade`` says to run ``granite-assets db upgrade``, and shows no password."""
+    password = new_password()
+    url = f"postgresql+psycopg2://app:{password}@db.internal/app"
+    run = granite_assets(tmp_path, command, "--url", url, secret=password)
+    assert run.code == EXIT_USAGE
+    assert f"run `granite-assets db {command}`" in run.err
+
+
+def test_the_db_commands_are_the_db_groups_commands() -> None:
+    """The commands recognised without their group are exactly the db group's."""
+    from granite_assets._cli import DB_COMMANDS, build_parser
+
+    help_text = build_parser().parse_known_args(["db"])[0].command_parser.format_help()
+    listed = re.findall(r"^    (\w+)\s", help_text, re.MULTILINE)
+    assert sorted(listed) == sorted(DB_COMMANDS)

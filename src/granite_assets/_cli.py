@@ -30,6 +30,7 @@ EXIT_BEHIND = 3
 EXIT_AHEAD = 4
 URL_VARIABLE = "GRANITE_ASSETS_DATABASE_URL"
 SHELL_UPGRADE = "granite-assets db upgrade"
+DB_COMMANDS = ("upgrade", "downgrade", "current", "check", "heads", "history")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,7 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given and given[0] in DB_COMMANDS:  # the group left out: say the command that was meant
+        parser.error(f"{given[0]} is a command of the db group: run `granite-assets db {given[0]}`")
+    args, unknown = parser.parse_known_args(given)
     if unknown:  # said by the command that was given them, with its usage
         (getattr(args, "command_parser", None) or parser).error(
             f"unrecognized arguments: {' '.join(unknown)}"
