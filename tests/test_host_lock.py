@@ -7,6 +7,7 @@ import math
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -261,6 +262,32 @@ def test_sqlite_relative_url_and_uri_name_the_same_lock(
     with migration_lock("sqlite:///app.db", name="myapp"):
         assert not can_take(f"sqlite:///{tmp_path / 'app.db'}", "myapp")
         assert not can_take(f"sqlite:///file:{tmp_path / 'app.db'}?uri=true", "myapp")
+
+
+@pytest.mark.sqlite
+def test_sqlite_engine_with_a_creator_locks_its_file(tmp_path: Path) -> None:
+    """An engine whose URL names no file (a ``creator`` opens it) locks the file it opens."""
+    database = tmp_path / "app.db"
+    engine = create_engine("sqlite://", creator=lambda: sqlite3.connect(database))
+    try:
+        with migration_lock(engine, name="myapp"):
+            assert not can_take(f"sqlite:///{database}", "myapp")
+    finally:
+        engine.dispose()
+    assert (tmp_path / "app.db.granite-assets-myapp.lock").exists()
+
+
+@pytest.mark.sqlite
+def test_sqlite_database_with_a_long_file_name_still_gets_a_lock_file(tmp_path: Path) -> None:
+    """A lock file name longer than the file system allows is shortened, the same in every process."""
+    database = tmp_path / ("a" * 240 + ".db")
+    name = "n" * 64
+    with migration_lock(f"sqlite:///{database}", name=name):
+        assert not can_take(f"sqlite:///{database}", name)
+        assert can_take(f"sqlite:///{database}", "other")
+    lock_files = [p.name for p in tmp_path.iterdir()]  # the database itself is not opened
+    assert len(lock_files) == 2  # one per lock name
+    assert all(len(f.encode()) <= 255 and "granite-assets" in f for f in lock_files)
 
 
 @pytest.mark.sqlite

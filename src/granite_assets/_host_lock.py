@@ -18,14 +18,14 @@ ends a killed process's session, and the kernel drops a killed process's ``flock
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
-import urllib.parse
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Final
 
@@ -34,7 +34,7 @@ from sqlalchemy.exc import DBAPIError
 
 from granite_assets._errors import InvalidURLError, MigrationError, MigrationLockTimeoutError
 from granite_assets._locking import DatabaseLock, acquire, lock_for, wait_for
-from granite_assets._target import Database, connect, resolve
+from granite_assets._target import Database, connect, resolve, sqlite_file
 from granite_assets._timeouts import check_lock_timeout
 
 logger = logging.getLogger("granite_assets.migrations")
@@ -44,6 +44,8 @@ logger = logging.getLogger("granite_assets.migrations")
 NAME_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 #: MySQL's largest ``wait_timeout`` (a year, in seconds); it has no "never".
 _MYSQL_LONGEST_WAIT_TIMEOUT: Final = 31_536_000
+# The longest file name most file systems take, in bytes (NAME_MAX).
+_FILE_NAME_MAX: Final = 255
 
 
 @dataclass
@@ -100,7 +102,8 @@ def migration_lock(target: str | URL | Engine, name: str, timeout: float) -> Ite
             f"migration_lock() needs a database URL or an Engine, not {type(target).__name__}; "
             "for an AsyncEngine, pass its URL made synchronous with to_sync_url()."
         )
-    with resolve(target, timeout) as db:
+    with resolve(target, timeout) as resolved:
+        db = _named_by_its_file(resolved)
         key = _key(db, name)
         held = _held.get()
         outer = held.get(key)
@@ -181,17 +184,38 @@ def _release(lock: DatabaseLock, connection: Connection, db: Database) -> None:
 # -- SQLite ----------------------------------------------------------------------------------
 
 
+def _named_by_its_file(db: Database) -> Database:
+    """``db``, its URL naming the SQLite file it opens when the URL itself does not.
+
+    An engine built with a ``creator`` has a URL without a file (``sqlite://``); the database
+    knows which file it has open, and the lock file goes beside that one.
+    """
+    if db.url.get_backend_name() != "sqlite" or db.owned or sqlite_file(db.url) is not None:
+        return db
+    with connect(db) as connection:
+        files = {str(row[1]): str(row[2] or "") for row in connection.exec_driver_sql("PRAGMA database_list")}
+    return replace(db, url=db.url.set(database=files["main"])) if files.get("main") else db
+
+
 def lock_file(db: Database, name: str) -> str:
-    """The lock file of ``name`` for a SQLite database: beside its file, named after both."""
-    database = db.url.database or ""
-    if database.startswith("file:"):  # a URI filename (?uri=true): its path, without the query
-        database = urllib.parse.unquote(urllib.parse.urlsplit(database).path)
-    if database in {"", ":memory:"} or db.url.query.get("mode") == "memory":
+    """The lock file of ``name`` for a SQLite database: beside its file, named after both.
+
+    A name too long for the file system (255 bytes) keeps the start of the database's file
+    name and replaces the rest with a digest of the whole, the same in every process.
+    """
+    database = sqlite_file(db.url)
+    if database is None:
         raise InvalidURLError(
             f"{db.where} is an in-memory SQLite database: no other process can migrate it, and "
             "there is no file to put migration_lock()'s lock file beside. Run the upgrade without it."
         )
-    return f"{os.path.abspath(database)}.granite-assets-{name}.lock"  # noqa: PTH100 - a str is what os.open takes
+    # A str, not a Path: it is what os.open takes.
+    folder, base = os.path.split(os.path.abspath(database))  # noqa: PTH100
+    file_name = f"{base}.granite-assets-{name}.lock"
+    if len(file_name.encode()) > _FILE_NAME_MAX:
+        digest = hashlib.sha256(f"{base}/{name}".encode()).hexdigest()[:32]
+        file_name = f"{base[:40]}.granite-assets-{digest}.lock"
+    return os.path.join(folder, file_name)  # noqa: PTH118
 
 
 @contextmanager

@@ -95,6 +95,16 @@ def refuse_schema_translation(target: Engine | Connection) -> None:
         )
 
 
+def sqlite_file(url: URL) -> str | None:
+    """The file a SQLite URL names, as given (``file:`` URIs too); ``None`` for an in-memory database."""
+    name = url.database or ""
+    if name.startswith("file:"):  # a URI filename (?uri=true): its path, without the query
+        name = urllib.parse.unquote(urllib.parse.urlsplit(name).path)
+    if name in {"", ":memory:"} or url.query.get("mode") == "memory":
+        return None
+    return name
+
+
 def missing_sqlite_file(db: Database) -> Path | None:
     """The path of the SQLite file a URL target names, when no such file exists (else ``None``).
 
@@ -102,13 +112,10 @@ def missing_sqlite_file(db: Database) -> Path | None:
     an empty database behind for the next upgrade to migrate. Engines and connections are the
     caller's, and in-memory databases have no file.
     """
-    url = db.url
-    if not db.owned or url.get_backend_name() != "sqlite":
+    if not db.owned or db.url.get_backend_name() != "sqlite":
         return None
-    name = url.database or ""
-    if name.startswith("file:"):  # a URI filename (?uri=true): its path, without the query
-        name = urllib.parse.unquote(urllib.parse.urlsplit(name).path)
-    if name in {"", ":memory:"}:
+    name = sqlite_file(db.url)
+    if name is None:
         return None
     path = Path(name).absolute()
     return None if path.exists() else path
