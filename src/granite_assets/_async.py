@@ -8,7 +8,7 @@ inside a running event loop (a FastAPI lifespan, say).
 from __future__ import annotations
 
 import asyncio
-from importlib.util import find_spec
+import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,15 +64,14 @@ async def upgrade_async(
 
 
 def require_greenlet() -> None:
-    """Make sure SQLAlchemy's asyncio extension imports: it cannot without greenlet.
+    """Make sure greenlet, which SQLAlchemy's async engines run on, is installed.
 
-    SQLAlchemy 2.1 no longer installs greenlet; a sync URL, run in a thread, needs neither.
+    SQLAlchemy 2.1 no longer installs it; 2.0 imports its asyncio extension without it and fails
+    later, with a ValueError. A sync URL, run in a thread, needs no greenlet.
     """
     try:
-        import sqlalchemy.ext.asyncio  # noqa: F401
+        importlib.import_module("greenlet")
     except ImportError:
-        if find_spec("greenlet") is not None:
-            raise
         raise MissingDependencyError(
             "granite-assets' async entry point drives SQLAlchemy's async engines, which need greenlet, "
             'and it is not installed: pip install greenlet (or "sqlalchemy[asyncio]"). A synchronous '
