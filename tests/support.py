@@ -170,16 +170,17 @@ def lock_is_free(database: Database) -> bool:
 
 
 @contextmanager
-def login(database: Database, password: str, access: str) -> Iterator[URL]:
+def login(database: Database, password: str, access: str, user: str | None = None) -> Iterator[URL]:
     """A server user for ``database`` whose URL carries ``password``; the user is dropped after.
 
     ``access`` is ``"owner"`` (may create tables), ``"read"`` (may read, not create), or
     ``"refused"`` (the server refuses the login: a PostgreSQL role without LOGIN, since the
     test server trusts local connections; a MariaDB user whose real password is another one).
+    ``user`` names the user (default: a new random name).
     """
     backend = database.backend.name
     admin = require_server(backend)
-    user = f"ga_user_{uuid.uuid4().hex[:10]}"
+    user = user or f"ga_user_{uuid.uuid4().hex[:10]}"
     if backend == "postgresql":
         can_login = "NOLOGIN" if access == "refused" else "LOGIN"
         _admin_execute(admin, f"CREATE ROLE {user} {can_login} PASSWORD '{password}'")

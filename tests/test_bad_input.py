@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -428,3 +429,51 @@ def test_password_echoed_by_the_driver_is_hidden(database: Database, echo: str, 
     shown = "".join(traceback.format_exception(caught.value))
     assert echo.format(secret=secret) not in shown
     assert echo.format(secret="***") in shown  # noqa: S106 - the hidden form, not a password
+
+
+@pytest.mark.parametrize(
+    "backend", [b for b in BACKENDS if b.name != "sqlite"], indirect=True, ids=lambda b: b.id
+)
+@pytest.mark.parametrize("failure", ["login refused", "no such database"])
+def test_a_connection_error_holds_no_driver_exception(database: Database, failure: str) -> None:
+    """The driver's exception stays out of the chain: psycopg 3's keeps the password on its connection."""
+    password = new_password()
+    with ExitStack() as stack:
+        if failure == "login refused":
+            url = stack.enter_context(login(database, password, "refused"))
+        else:
+            url = database.url.set(password=password, database=f"ga_missing_{uuid.uuid4().hex[:8]}")
+        with pytest.raises(DatabaseConnectionError) as caught:
+            migrations.upgrade_to_head(url)
+    assert caught.value.__context__ is None
+    assert caught.value.__cause__ is None
+
+
+@pytest.mark.parametrize(
+    "backend", [b for b in BACKENDS if b.name != "sqlite"], indirect=True, ids=lambda b: b.id
+)
+def test_a_password_equal_to_the_user_name_leaves_the_servers_words_whole(database: Database) -> None:
+    """Hiding a password that is also the user name would hide the user and tell the password."""
+    user = f"ga_user_{uuid.uuid4().hex[:10]}"
+    with login(database, user, "refused", user=user) as url, pytest.raises(DatabaseConnectionError) as caught:
+        migrations.upgrade_to_head(url)
+    message = str(caught.value)
+    assert f"{user}:***@" in message
+    named = f'role "{user}"' if database.backend.name == "postgresql" else f"user '{user}'"
+    assert named in message
+
+
+@pytest.mark.parametrize(
+    ("password", "text", "kept"),
+    [
+        ("yes", "Access denied (using password: YES)", "password: YES"),
+        ("app1", "connect to app1.internal as app1 failed", "app1.internal as app1"),
+    ],
+)
+def test_a_password_is_hidden_only_where_it_stands_as_the_password(
+    password: str, text: str, kept: str
+) -> None:
+    """A password that matches another word only by case, or that is also the user or host, is left in it."""
+    url = URL.create("mysql+pymysql", username="app1", password=password, host="app1.internal")
+    assert kept in _urls.scrub(text, url)
+    assert _urls.scrub(f"password={password} x", url) == "password=*** x"

@@ -12,7 +12,12 @@ from sqlalchemy import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from granite_assets._errors import DatabaseConnectionError, InvalidURLError, UnsupportedConnectionError
+from granite_assets._errors import (
+    DatabaseConnectionError,
+    InvalidURLError,
+    MigrationError,
+    UnsupportedConnectionError,
+)
 from granite_assets._urls import (
     create_owned_engine,
     display_url,
@@ -145,20 +150,25 @@ _NO_ACCESS = ({"42501"}, {1044}, ("permission denied for database",))
 @contextmanager
 def connect(db: Database) -> Iterator[Connection]:
     """Open a connection of our own, turning connection failures into errors that say what to do."""
+    failure: MigrationError | None = None
     try:
         connection = db.engine.connect()
     except ImportError as exc:
-        raise missing_driver(db.url, exc) from None
+        failure = missing_driver(db.url, exc)
     except DBAPIError as exc:
-        raise connection_error(db, driver_text(exc.orig), exc.orig) from None
+        failure = connection_error(db, driver_text(exc.orig), exc.orig)
     except OSError as exc:  # drivers such as asyncpg let the socket's own error through
-        raise connection_error(db, f"{type(exc).__name__}: {exc}", exc) from None
+        failure = connection_error(db, f"{type(exc).__name__}: {exc}", exc)
     except PoolTimeoutError:
-        raise DatabaseConnectionError(
+        failure = DatabaseConnectionError(
             f"granite-assets needs a connection to {db.where} of its own, besides any you hold, and your "
             "engine's pool had none free within its pool_timeout. Give the engine room for one more "
             "(pool_size or max_overflow), or call with fewer of its connections checked out."
-        ) from None
+        )
+    if failure is not None:
+        # Raised here, not in the except clause, so that no __context__ keeps the driver's error:
+        # psycopg 3's holds the failed connection, password and all.
+        raise failure
     with connection:
         yield connection
 

@@ -85,17 +85,22 @@ _PLACEHOLDER = "granite-assets-hidden-value"
 # enough to stand for nothing else. Replacing every
 # substring would turn a one-letter password into holes in every word that holds that letter,
 # which both mangles the message and spells the secret out.
-_KEYED = r"(?i)(\b(?:{keys})\s*[=:]\s*)(['\"]?){secret}(?=\2(?:$|[\s&;,)'\"]))"
+_KEYED = r"(\b(?i:{keys})\s*[=:]\s*)(['\"]?){secret}(?=\2(?:$|[\s&;,)'\"]))"
 _WORD_MIN, _ANYWHERE_MIN = 4, 8
 
 
 def scrub(text: str, url: URL) -> str:
     """Return ``text`` with the secrets of ``url`` replaced by ``***`` wherever they stand as secrets."""
     keys = "|".join(_SECRET_QUERY_KEYS)
+    shown = {url.username, url.host, url.database}
     for secret in secrets_of(url):
         quoted = re.escape(secret)
         text = re.sub(rf"(://[^/\s:@]*:){quoted}(?=@)", rf"\g<1>{_HIDDEN}", text)
         text = re.sub(_KEYED.format(keys=keys, secret=quoted), rf"\g<1>\g<2>{_HIDDEN}", text)
+        if secret in shown:
+            # Also the user, host or database that messages name and the URL shows: hiding the
+            # word would hide what the message is about, and tell the password by where it hid.
+            continue
         if len(secret) >= _ANYWHERE_MIN:  # too long to stand for anything else
             text = text.replace(secret, _HIDDEN)
         elif len(secret) >= _WORD_MIN:
