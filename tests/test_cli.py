@@ -417,3 +417,13 @@ def test_the_db_commands_are_the_db_groups_commands() -> None:
     help_text = build_parser().parse_known_args(["db"])[0].command_parser.format_help()
     listed = re.findall(r"^    (\w+)\s", help_text, re.MULTILINE)
     assert sorted(listed) == sorted(DB_COMMANDS)
+
+
+def test_offline_downgrade_from_below_its_target_exits_3_without_a_traceback(tmp_path: Path) -> None:
+    """``db downgrade 0001 --sql --from base`` has nothing to revert, and says so as the online one does."""
+    run = granite_assets(
+        tmp_path, "db", "downgrade", "0001", "--sql", "--from", "base", "--url", "postgresql://"
+    )
+    assert run.code == EXIT_BEHIND
+    assert "Traceback" not in run.err
+    assert "nothing to downgrade" in run.err

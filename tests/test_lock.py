@@ -292,12 +292,12 @@ def test_offline_sql_refuses_unknown_revisions_and_dialects() -> None:
 def test_offline_sql_from_a_revision(three_revisions: Path, target: str) -> None:
     """Offline SQL from a revision covers only the later ones and updates, not creates, the version table."""
     given = target.format(password=new_password())
-    sql = _runner.offline_sql(three_revisions, given, "0001:head", downgrade=False)
+    sql = _runner.offline_sql(three_revisions, given, "0001", "head", downgrade=False)
     assert "CREATE TABLE granite_assets_t0002" in sql
     assert "CREATE TABLE granite_assets_t0003" in sql
     assert f"CREATE TABLE {VERSION_TABLE}" not in sql
     assert f"UPDATE {VERSION_TABLE} SET version_num='0003' WHERE {VERSION_TABLE}.version_num = '0002'" in sql
-    down = _runner.offline_sql(three_revisions, given, "0003:0001", downgrade=True)
+    down = _runner.offline_sql(three_revisions, given, "0003", "0001", downgrade=True)
     assert "DROP TABLE granite_assets_t0003" in down
     assert "DROP TABLE granite_assets_t0002" in down
     assert f"UPDATE {VERSION_TABLE} SET version_num='0001'" in down
@@ -390,3 +390,29 @@ def test_ctrl_c_interrupts_a_lock_wait(database: Database, three_revisions: Path
         out = waiter.stdout.read()
     assert out.strip() == "interrupted"
     assert version_rows(database) is None
+
+
+@pytest.mark.parametrize(
+    "start", ["0001:0001", "head:0001", "postgresql://admin:{password}@db.example.com/app"]
+)
+def test_offline_sql_from_something_that_is_not_a_revision(start: str) -> None:
+    """A range, or a URL typed in the wrong place, given as --from is an unknown revision, password hidden."""
+    password = new_password()
+    start = start.format(password=password)
+    with pytest.raises(UnknownRevisionError) as caught:
+        migrations.upgrade_sql("postgresql", start)
+    assert password not in str(caught.value)
+    with pytest.raises(UnknownRevisionError) as caught:
+        migrations.downgrade_sql("postgresql", start, "base")
+    assert password not in str(caught.value)
+
+
+def test_offline_downgrade_from_below_its_target_has_nothing_to_revert(three_revisions: Path) -> None:
+    """Offline as online, a downgrade to a revision above its start raises DatabaseBehindError."""
+    with pytest.raises(DatabaseBehindError, match="nothing to downgrade") as caught:
+        _runner.offline_sql(three_revisions, "postgresql", "0001", "0003", downgrade=True)
+    assert caught.value.pending == ("0002", "0003")
+    with pytest.raises(DatabaseBehindError, match="nothing to downgrade"):
+        migrations.downgrade_sql("postgresql", "base", "0001")
+    assert _runner.offline_sql(three_revisions, "postgresql", "0002", "0002", downgrade=True) == ""
+    assert _runner.offline_sql(three_revisions, "postgresql", "0003", "head", downgrade=False) == ""

@@ -14,13 +14,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
 from granite_assets import migrations
 from granite_assets._errors import DatabaseAheadError, DatabaseBehindError, MigrationError
+from granite_assets._passwords import hide_passwords
 from granite_assets._timeouts import check_lock_timeout
 
 EXIT_OK = 0
@@ -189,18 +189,6 @@ def _show_progress() -> None:
 
 
 # The password of anything shaped like a URL: what follows "scheme://user:" up to the last "@".
-_URL_PASSWORD = re.compile(r"(\w[\w+.-]*://[^/\s:@]*:)\S*@")
-
-
-def hide_passwords(text: str) -> str:
-    """Return ``text`` with the password of every URL in it replaced by ``***``.
-
-    Messages can repeat what the operator typed, and a URL typed in the wrong place (without
-    ``--url``, say) would otherwise show its password on the terminal.
-    """
-    return _URL_PASSWORD.sub(r"\g<1>***@", text)
-
-
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose usage errors never repeat a password (argparse quotes arguments)."""
 

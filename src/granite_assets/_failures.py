@@ -9,6 +9,7 @@ from sqlalchemy.exc import DBAPIError
 
 from granite_assets._errors import MigrationFailedError, UnknownRevisionError
 from granite_assets._history import VERSION_TABLE, History, Revision
+from granite_assets._passwords import hide_passwords
 
 if TYPE_CHECKING:
     from granite_assets._target import Database
@@ -79,6 +80,6 @@ def _is_permission(reason: str) -> bool:
 def unknown_revision(history: History, revision: str) -> UnknownRevisionError:
     """The error for a revision the caller named that this release does not ship."""
     return UnknownRevisionError(
-        f"Revision {revision!r} is not one granite-assets ships; "
+        f"Revision {hide_passwords(repr(revision))} is not one granite-assets ships; "
         f"choose one of: base, {', '.join(r.revision for r in history.revisions)}."
     )

@@ -109,7 +109,7 @@ def plan(
     if current is not None and not history.knows(current):
         raise ahead_error(history, _compat.examine(connection, history, current), db, downgrading=True)
     target = None if destination == "base" else destination
-    keep, have = _count_through(history, target), _count_through(history, current)
+    keep, have = count_through(history, target), count_through(history, current)
     if keep > have:
         between = history.revisions[have:keep]
         raise DatabaseBehindError(
@@ -123,6 +123,6 @@ def plan(
     return Plan(steps, target if steps else current, upgrade=False)
 
 
-def _count_through(history: History, revision: str | None) -> int:
+def count_through(history: History, revision: str | None) -> int:
     """How many revisions, from the first, lead up to and include ``revision``."""
     return 0 if revision is None else len(history.revisions) - len(history.after(revision))

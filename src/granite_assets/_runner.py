@@ -39,7 +39,7 @@ from granite_assets._failures import (
 from granite_assets._history import History, Revision, load_history
 from granite_assets._inprocess import alembic_run
 from granite_assets._isolation import autocommit_kept, in_autocommit, transactional, use_autocommit
-from granite_assets._plan import Job, Plan, pending, plan
+from granite_assets._plan import Job, Plan, count_through, pending, plan
 from granite_assets._sqlite import (
     commit_sqlite,
     foreign_key_violations,
@@ -364,8 +364,10 @@ def alembic_config(directory: Path, connection: Connection | None = None, **attr
     return config
 
 
-def offline_sql(directory: Path, url_or_dialect: str | URL, revision_range: str, *, downgrade: bool) -> str:
-    """The SQL script for ``revision_range`` in the dialect of ``url_or_dialect``."""
+def offline_sql(
+    directory: Path, url_or_dialect: str | URL, start: str | None, end: str, *, downgrade: bool
+) -> str:
+    """The SQL script from ``start`` (``None``: an empty database) to ``end``, in the URL's dialect."""
     import io
 
     url = parse_url(
@@ -375,12 +377,29 @@ def offline_sql(directory: Path, url_or_dialect: str | URL, revision_range: str,
     )
     is_async(url)  # refuses an unknown dialect
     history = load_history(directory)
-    for revision in revision_range.split(":"):
-        if revision not in {"base", "head"} and not history.knows(revision):
-            raise unknown_revision(history, revision)
+    for revision in (start, end):
+        if revision not in {None, "base", "head"} and not history.knows(revision):
+            raise unknown_revision(history, str(revision))
+    if downgrade and not _reverts_something(history, str(start), end):
+        return ""
     dialect_only = URL.create(url.drivername)  # no credentials can reach the script
     buffer = io.StringIO()
     config = alembic_config(directory, granite_assets_offline_url=dialect_only.render_as_string())
     config.output_buffer = buffer
-    _alembic_command("downgrade" if downgrade else "upgrade")(config, revision_range, sql=True)
+    span = f"{start}:{end}" if start else end
+    _alembic_command("downgrade" if downgrade else "upgrade")(config, span, sql=True)
     return buffer.getvalue()
+
+
+def _reverts_something(history: History, start: str, end: str) -> bool:
+    """Tell whether a downgrade from ``start`` to ``end`` reverts anything; refuse one that would go up."""
+    at = {"base": None, "head": history.head}
+    have, keep = (count_through(history, at.get(r, r)) for r in (start, end))
+    if keep > have:
+        raise DatabaseBehindError(
+            f"Revision {end} is above {start}: from {start} there is nothing to downgrade. "
+            "For the SQL that goes up, use upgrade_sql() (`granite-assets db upgrade --sql`).",
+            current=at.get(start, start),
+            pending=[r.revision for r in history.revisions[have:keep]],
+        )
+    return keep < have

@@ -246,8 +246,9 @@ def upgrade_sql(url_or_dialect: str | URL, from_revision: str | None = None) -> 
     with _db_extra():
         from granite_assets import _runner
 
-        span = f"{from_revision}:head" if from_revision else "head"
-        return _runner.offline_sql(bundled_directory(), url_or_dialect, span, downgrade=False)
+        return _runner.offline_sql(
+            bundled_directory(), url_or_dialect, from_revision, "head", downgrade=False
+        )
 
 
 def downgrade_sql(url_or_dialect: str | URL, from_revision: str, revision: str) -> str:
@@ -263,7 +264,7 @@ def downgrade_sql(url_or_dialect: str | URL, from_revision: str, revision: str) 
         from granite_assets import _runner
 
         return _runner.offline_sql(
-            bundled_directory(), url_or_dialect, f"{from_revision}:{revision}", downgrade=True
+            bundled_directory(), url_or_dialect, from_revision, revision, downgrade=True
         )
 
 
