@@ -93,22 +93,39 @@ def test_async_url_and_rerun(async_database: Database) -> None:
     assert async_database.scalar_rows(f"SELECT version_num FROM {VERSION_TABLE}") == [head_revision()]
 
 
-def test_async_connection_commits_nothing(async_database: Database) -> None:
-    """On an AsyncConnection, as on a sync one, the caller's commit keeps the upgrade."""
+def test_async_connection_without_a_transaction_is_committed(async_database: Database) -> None:
+    """An AsyncConnection with no transaction open is migrated and committed, and handed back with none."""
+    url = async_database.with_driver(ASYNC_DRIVERS[async_database.backend.name])
+
+    async def main() -> tuple[object, bool]:
+        engine = create_async_engine(url, poolclass=NullPool)
+        try:
+            async with engine.connect() as connection:
+                return await upgrade_to_head_async(connection), connection.in_transaction()
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(main()) == (head_revision(), False)
+    assert async_database.scalar_rows(f"SELECT version_num FROM {VERSION_TABLE}") == [head_revision()]
+
+
+def test_async_connection_in_a_transaction_commits_nothing(async_database: Database) -> None:
+    """Inside the caller's transaction, as on a sync connection, a rollback discards the upgrade."""
     url = async_database.with_driver(ASYNC_DRIVERS[async_database.backend.name])
 
     async def main() -> object:
         engine = create_async_engine(url, poolclass=NullPool)
         try:
             async with engine.connect() as connection:
+                await connection.begin()
                 revision = await upgrade_to_head_async(connection)
-                await connection.commit()
+                await connection.rollback()
                 return revision
         finally:
             await engine.dispose()
 
     assert asyncio.run(main()) == head_revision()
-    assert async_database.scalar_rows(f"SELECT version_num FROM {VERSION_TABLE}") == [head_revision()]
+    assert VERSION_TABLE not in async_database.table_names()
 
 
 def test_sync_url_is_accepted_by_the_async_entry_point(async_database: Database) -> None:

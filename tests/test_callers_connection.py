@@ -46,8 +46,9 @@ def engine_for(database: Database, **options: object) -> Iterator[Engine]:
 
 @pytest.mark.parametrize("backend", backend_params(TRANSACTIONAL), indirect=True)
 def test_connection_target_commits_nothing(database: Database) -> None:
-    """On a caller's connection the work stays in the caller's transaction until the caller commits."""
+    """In a caller's open transaction the work stays in that transaction until the caller commits."""
     with engine_for(database) as engine, engine.connect() as connection:
+        connection.begin()
         assert upgrade_to_head(connection) == head_revision()
         assert connection.in_transaction()
         assert current_revision(connection) == head_revision()
@@ -60,6 +61,7 @@ def test_connection_target_commits_nothing(database: Database) -> None:
 def test_connection_target_rolled_back_leaves_no_trace(database: Database) -> None:
     """When the caller rolls back, PostgreSQL and SQLite keep nothing of the upgrade."""
     with engine_for(database) as engine, engine.connect() as connection:
+        connection.begin()
         upgrade_to_head(connection)
         connection.rollback()
     assert VERSION_TABLE not in database.table_names()
@@ -72,7 +74,7 @@ def test_mysql_connection_with_pending_work_is_refused(database: Database) -> No
         connection.execute(text("CREATE TABLE host_orders (id INTEGER PRIMARY KEY)"))
         connection.commit()
         connection.execute(text("INSERT INTO host_orders (id) VALUES (1)"))
-        with pytest.raises(UnsupportedConnectionError, match=r"Pass the Engine instead"):
+        with pytest.raises(UnsupportedConnectionError, match=r"begins, or pass the Engine"):
             upgrade_to_head(connection)
         connection.rollback()  # the caller's own insert was not committed by anything of ours
     assert database.table_names() == {"host_orders"}
@@ -107,11 +109,13 @@ def test_repeatable_read_transaction_behind_another_migration_is_told_to_retry(
     _runner.upgrade(environment_copy, database.url_string, 30)
     _runner.downgrade(environment_copy, database.url_string, "0001", 30)
     with engine_for(database, isolation_level="REPEATABLE READ") as engine, engine.connect() as connection:
+        connection.begin()
         assert _runner.current_revision(connection, 30) == "0001"  # the snapshot is taken here
         _runner.upgrade(environment_copy, database.url_string, 30)  # another process migrates
         with pytest.raises(UnsupportedConnectionError, match="roll back your transaction and call again"):
             _runner.upgrade(environment_copy, connection, 30)
         connection.rollback()
+        connection.begin()
         assert _runner.upgrade(environment_copy, connection, 30) == "0003"  # a new transaction: at head
         connection.rollback()
     assert version_rows(database) == ["0003"]
@@ -124,7 +128,9 @@ def test_repeatable_read_transaction_migrates_when_nobody_else_did(
     """A REPEATABLE READ transaction whose snapshot is current migrates inside it, as at READ COMMITTED."""
     add_table_revisions(environment_copy, "rr")
     with engine_for(database, isolation_level="REPEATABLE READ") as engine, engine.connect() as connection:
+        connection.begin()
         assert _runner.upgrade(environment_copy, connection, 30) == "0003"
+        assert version_rows(database) is None  # in the caller's transaction, not committed yet
         connection.commit()
     assert version_rows(database) == ["0003"]
 
@@ -133,7 +139,7 @@ def test_repeatable_read_transaction_migrates_when_nobody_else_did(
 def test_sqlite_connection_with_foreign_keys_on_is_refused(database: Database) -> None:
     """With PRAGMA foreign_keys on, SQLite cannot rebuild tables inside a transaction: refused, untouched."""
     with engine_for(database) as engine, engine.connect() as connection:
-        connection.exec_driver_sql("PRAGMA foreign_keys = ON")
+        connection.exec_driver_sql("PRAGMA foreign_keys = ON")  # SQLAlchemy begins a transaction here
         with pytest.raises(UnsupportedConnectionError, match="PRAGMA foreign_keys is ON"):
             upgrade_to_head(connection)
         connection.rollback()
@@ -287,6 +293,7 @@ def test_repeatable_read_reread_with_no_free_connection_says_so(
     )
     try:
         with engine.connect() as connection:
+            connection.begin()
             with pytest.raises(DatabaseConnectionError, match="pool") as caught:
                 _runner.upgrade(environment_copy, connection, 30)
             assert "pool_size" in str(caught.value)
@@ -324,3 +331,111 @@ def test_aborted_transaction_gets_a_migration_error(database: Database) -> None:
                 call(connection)
         connection.rollback()
         assert upgrade_to_head(connection) == head_revision()
+
+
+# -- A connection with no transaction open -----------------------------------------------------
+
+HOST_ENV = """
+from alembic import context
+from sqlalchemy import engine_from_config, pool
+from granite_assets.migrations import {function}
+
+config = context.config
+connectable = engine_from_config(
+    config.get_section(config.config_ini_section, {{}}), prefix="sqlalchemy.", poolclass=pool.NullPool
+)
+with connectable.connect() as connection:
+    {function}(connection)  # granite-assets first, on the same connection
+    context.configure(connection=connection, target_metadata=None)
+    with context.begin_transaction():
+        context.run_migrations()
+"""
+
+HOST_REVISION = """
+import sqlalchemy as sa
+from alembic import op
+
+revision = "host1"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.create_table("host_orders", sa.Column("id", sa.Integer, primary_key=True))
+
+
+def downgrade():
+    op.drop_table("host_orders")
+"""
+
+
+@pytest.mark.parametrize(
+    ("function", "at_head"),
+    [
+        ("upgrade_to_head", True),
+        ("upgrade_to_head", False),
+        ("current_revision", True),
+        ("check_up_to_date", True),
+    ],
+    ids=["upgrade-at-head", "upgrade-pending", "current_revision", "check_up_to_date"],
+)
+@pytest.mark.parametrize("backend", backend_params(), indirect=True)
+def test_a_call_on_the_hosts_env_py_connection_leaves_the_hosts_run_to_commit(
+    database: Database, function: str, at_head: bool, tmp_path: Path
+) -> None:
+    """A call in the host's env.py, before context.configure(), leaves no transaction for Alembic to mistake
+    for the host's own: the host's revision is committed, and so is granite-assets' migration."""
+    from alembic import command
+    from alembic.config import Config
+
+    if at_head:
+        upgrade_to_head(database.url_string)
+    root = tmp_path / "host"
+    (root / "versions").mkdir(parents=True)
+    (root / "env.py").write_text(HOST_ENV.format(function=function))
+    (root / "versions" / "host1.py").write_text(HOST_REVISION)
+    config = Config()
+    config.set_main_option("script_location", str(root))
+    config.set_main_option("sqlalchemy.url", database.url_string.replace("%", "%%"))
+    command.upgrade(config, "head")
+    assert "host_orders" in database.table_names()
+    assert version_rows(database) == [head_revision()]
+
+
+@pytest.mark.parametrize("backend", backend_params(), indirect=True)
+def test_a_connection_with_no_transaction_open_is_migrated_and_committed(
+    database: Database, environment_copy: Path
+) -> None:
+    """With no transaction of the caller's to join, each revision is committed under the session lock, on
+    every backend (MariaDB and SQLite with foreign keys on included), and the connection comes back as it
+    came: no transaction open, its isolation level unchanged."""
+    add_table_revisions(environment_copy, "fresh")
+    with engine_for(database) as engine, engine.connect() as connection:
+        if database.backend.name == "sqlite":
+            connection.exec_driver_sql("PRAGMA foreign_keys = ON")
+            connection.commit()
+        level = connection.get_isolation_level()
+        assert _runner.upgrade(environment_copy, connection, 30) == "0003"
+        assert version_rows(database) == ["0003"]  # committed: seen from another session
+        assert not connection.in_transaction()
+        assert not _isolation.in_autocommit(connection)
+        assert connection.get_isolation_level() == level
+        assert _runner.current_revision(connection, 30) == "0003"
+        assert not connection.in_transaction()
+        if database.backend.name == "sqlite":
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    assert lock_is_free(database)
+
+
+@pytest.mark.parametrize("backend", backend_params(POSTGRESQL), indirect=True)
+def test_a_connection_set_to_its_own_isolation_level_gets_it_back(
+    database: Database, environment_copy: Path
+) -> None:
+    """An isolation level the host set on the connection itself is restored after a migration on it."""
+    add_table_revisions(environment_copy, "level")
+    with engine_for(database) as engine, engine.connect() as connection:
+        connection.execution_options(isolation_level="SERIALIZABLE")
+        assert _runner.upgrade(environment_copy, connection, 30) == "0003"
+        assert connection.get_isolation_level() == "SERIALIZABLE"
+        assert not connection.in_transaction()

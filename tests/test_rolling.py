@@ -302,6 +302,7 @@ def test_histories_that_part_before_this_release_head_are_not_compatible(
 def test_record_stays_in_the_callers_transaction(database: Database, releases: Releases) -> None:
     """On a caller's connection the record is written in the caller's transaction: a rollback leaves none."""
     with engine_for(database) as engine, engine.connect() as connection:
+        connection.begin()
         assert _runner.upgrade(releases.two, connection, LOCK_TIMEOUT) == "0003"
         connection.rollback()
     assert record(database) is None

@@ -36,17 +36,25 @@ def use_autocommit(connection: Connection, *, on: bool) -> None:
 
 
 @contextmanager
-def autocommit_kept(connection: Connection) -> Iterator[None]:
-    """Hand a caller's AUTOCOMMIT connection back as it came: in AUTOCOMMIT, no transaction begun by us."""
-    began = connection.in_transaction()  # in AUTOCOMMIT, only SQLAlchemy's marker of one
+def handed_back_as_it_came(connection: Connection) -> Iterator[None]:
+    """Hand a caller's connection back as it came: no transaction of ours open, its isolation as it was.
+
+    A transaction the caller had open is left alone. In AUTOCOMMIT, SQLAlchemy still marks a
+    "transaction" that commits nothing; one the caller had is left, one of ours is ended.
+    """
+    autocommit = in_autocommit(connection)
+    level = connection.get_execution_options().get("isolation_level")
+    theirs = connection.in_transaction()
     try:
         yield
     finally:
         if not connection.closed and not connection.invalidated:
-            if connection.in_transaction() and (not began or not in_autocommit(connection)):
+            if connection.in_transaction() and (not theirs or autocommit != in_autocommit(connection)):
                 connection.rollback()
-            if not in_autocommit(connection):
+            if autocommit and not in_autocommit(connection):
                 connection.execution_options(isolation_level="AUTOCOMMIT")
+            elif not autocommit and connection.get_execution_options().get("isolation_level") != level:
+                connection.execution_options(isolation_level=level or connection.default_isolation_level)
 
 
 def transactional(connection: Connection) -> None:

@@ -38,7 +38,7 @@ from granite_assets._failures import (
 )
 from granite_assets._history import History, Revision, load_history
 from granite_assets._inprocess import alembic_run
-from granite_assets._isolation import autocommit_kept, in_autocommit, transactional, use_autocommit
+from granite_assets._isolation import handed_back_as_it_came, in_autocommit, transactional, use_autocommit
 from granite_assets._plan import Job, Plan, count_through, pending, plan
 from granite_assets._sqlite import (
     commit_sqlite,
@@ -109,7 +109,7 @@ def downgrade(directory: Path, target: Target, revision: str, lock_timeout: floa
 def migrate_target(db: Database, job: Job) -> str | None:
     """Migrate ``db`` as ``job`` says: the cheap read first, the lock only when there is work."""
     given = db.connection
-    if given is not None and not in_autocommit(given):
+    if given is not None and in_callers_transaction(given):
         current = stored_revision(given, db, keep_transaction=True)
         if not plan(job.history, current, job.destination, db, given).steps:
             return current
@@ -117,13 +117,20 @@ def migrate_target(db: Database, job: Job) -> str | None:
         return migrate_on_callers_connection(db, given, job)
     own = replace(db, connection=None)  # committed revision by revision, as on a connection of ours
     if given is not None:
-        # In AUTOCOMMIT there is no transaction to run in, but the session is the caller's: it may
-        # have moved to another database (USE) or schema (search_path), and may be the engine's
-        # only connection. So it is migrated as is, and handed back in AUTOCOMMIT.
-        with autocommit_kept(given):
+        # No transaction of the caller's to join (none is open, or AUTOCOMMIT), and none left
+        # open after, where Alembic's begin_transaction() in the caller's env.py would take it for
+        # the caller's and commit nothing. The session is the caller's: it may have moved to another
+        # database (USE) or schema (search_path), and may be the engine's only connection; so it is
+        # migrated as is, and handed back as it came.
+        with handed_back_as_it_came(given):
             return migrate_on_own_terms(own, given, job)
     with connect(own) as connection:
         return migrate_on_own_terms(own, connection, job)
+
+
+def in_callers_transaction(connection: Connection) -> bool:
+    """Tell whether the caller's connection has a transaction open for the call to work in."""
+    return connection.in_transaction() and not in_autocommit(connection)
 
 
 def migrate_on_own_terms(db: Database, connection: Connection, job: Job) -> str | None:
@@ -157,7 +164,8 @@ def no_sqlite_file(db: Database) -> bool:
 def reading(db: Database) -> Iterator[tuple[Connection, bool]]:
     """A connection to read on: the caller's (whose transaction must survive), or one of our own."""
     if db.connection is not None:
-        yield db.connection, True
+        with handed_back_as_it_came(db.connection):  # a read of ours leaves no transaction open
+            yield db.connection, True
         return
     with connect(db) as connection:
         use_autocommit(connection, on=True)
@@ -175,17 +183,18 @@ def refuse_unsafe_connection(connection: Connection, db: Database) -> None:
             f"granite-assets has revisions to apply to {db.where}, but not inside your transaction: "
             "MariaDB and MySQL commit every DDL statement on their own, taking your transaction's "
             "work with them, and the migration lock would end before your commit. Nothing was "
-            "changed. Pass the Engine instead (upgrade_to_head(connection.engine)): granite-assets "
-            "then migrates on a connection of its own, committing each revision."
+            "changed. Call it before your transaction begins, or pass the Engine instead "
+            "(upgrade_to_head(connection.engine)): granite-assets then commits each revision."
         )
     if backend == "sqlite" and connection.exec_driver_sql("PRAGMA foreign_keys").scalar():
         raise UnsupportedConnectionError(
             f"granite-assets has revisions to apply to {db.where}, but not inside your transaction: "
             "PRAGMA foreign_keys is ON on this connection, and the table rebuilds of SQLite "
             "migrations need it OFF (or they delete the rows that refer to the rebuilt table), which "
-            "SQLite only allows outside a transaction. Nothing was changed. Pass the Engine instead "
-            "(upgrade_to_head(connection.engine)): granite-assets then switches the pragma off for "
-            "the migration, checks the foreign keys before committing, and switches it back on."
+            "SQLite only allows outside a transaction. Nothing was changed. Call it before your "
+            "transaction begins, or pass the Engine instead (upgrade_to_head(connection.engine)): "
+            "granite-assets then switches the pragma off for the migration, checks the foreign keys "
+            "before committing, and switches it back on."
         )
 
 

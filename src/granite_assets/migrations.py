@@ -102,12 +102,13 @@ def upgrade_to_head(
     Args:
         target: A synchronous SQLAlchemy URL (string or :class:`~sqlalchemy.engine.URL`), an
             :class:`~sqlalchemy.engine.Engine` (used, never disposed), or a
-            :class:`~sqlalchemy.engine.Connection`. With a connection on PostgreSQL or SQLite,
-            pending revisions run inside its transaction (one is begun if none is open) and
-            nothing is committed: commit to keep the changes; the migration lock is held until
-            that transaction ends. On MariaDB and MySQL, where DDL commits on its own, a
-            connection with revisions pending is refused; a connection in AUTOCOMMIT is
-            migrated as its engine is (see :doc:`migrations`).
+            :class:`~sqlalchemy.engine.Connection`. A connection with no transaction open (or in
+            AUTOCOMMIT) is migrated as its engine is, each revision committed, and handed back
+            as it came. In a transaction of the caller's on PostgreSQL or SQLite, pending
+            revisions run inside it and nothing is committed: commit to keep the changes; the
+            migration lock is held until that transaction ends. On MariaDB and MySQL, where DDL
+            commits on its own, a transaction with revisions pending is refused (see
+            :doc:`migrations`).
         lock_timeout: Seconds to wait for a migration running in another process (or another
             thread of this one); ``math.inf`` waits without limit.
 
@@ -147,9 +148,10 @@ async def upgrade_to_head_async(
 
     Args:
         target: An :class:`~sqlalchemy.ext.asyncio.AsyncEngine` (used, never disposed), an
-            :class:`~sqlalchemy.ext.asyncio.AsyncConnection` (as with a sync connection, nothing
-            is committed), or a URL. An async URL gets an engine of its own, disposed after; a
-            sync URL runs :func:`upgrade_to_head` in a worker thread.
+            :class:`~sqlalchemy.ext.asyncio.AsyncConnection` (treated as a sync connection is:
+            committed unless it has a transaction open), or a URL. An async URL gets an engine
+            of its own, disposed after; a sync URL runs :func:`upgrade_to_head` in a worker
+            thread.
         lock_timeout: Seconds to wait for a migration running in another process.
 
     Returns:
