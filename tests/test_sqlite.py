@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -138,3 +140,56 @@ def test_lock_wait_is_lock_timeout_whatever_the_urls_busy_timeout(
         )
     finally:
         holder.join()
+
+
+DEFERRED_WORKER = """
+import sys
+from pathlib import Path
+from sqlalchemy import create_engine, event
+from granite_assets import _runner
+from granite_assets.migrations import MigrationError
+
+directory, url = Path(sys.argv[1]), sys.argv[2]
+engine = create_engine(url)
+
+# SQLAlchemy's recipe for pysqlite transactions: the driver's own BEGIN off, a plain (deferred) one on.
+@event.listens_for(engine, "connect")
+def _connect(dbapi_connection, record):
+    dbapi_connection.isolation_level = None
+
+@event.listens_for(engine, "begin")
+def _begin(connection):
+    connection.exec_driver_sql("BEGIN")
+
+try:
+    with engine.begin() as connection:
+        print(_runner.upgrade(directory, connection, 60))
+except MigrationError as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+@pytest.mark.slow
+def test_deferred_transactions_that_cannot_wait_for_the_write_lock_say_so(
+    database: Database, environment_copy: Path, tmp_path: Path
+) -> None:
+    """Callers' deferred transactions that have read cannot wait for another's write lock (SQLite would
+    deadlock): those that lose get UnsupportedConnectionError saying what to do, not a bookkeeping failure."""
+    add_revision(environment_copy, "0002", "0001", "import time\ntime.sleep(1.5)", message="slow")
+    script = tmp_path / "worker.py"
+    script.write_text(DEFERRED_WORKER)
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(environment_copy), database.url_string],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = [worker.communicate(timeout=120)[0].strip() for worker in workers]
+    assert "0002" in outputs
+    for output in outputs:
+        assert output == "0002" or (
+            output.startswith("UnsupportedConnectionError") and "BEGIN IMMEDIATE" in output
+        ), output
+    assert version_rows(database) == ["0002"]

@@ -57,7 +57,11 @@ def aftermath(
 def revision_failed(db: Database, failed: Revision | None, exc: Exception, left: str) -> MigrationFailedError:
     """The error for a statement that failed while migrating ``db``."""
     reason = db.explain(exc)
-    what = f"revision {failed.revision} ({failed.message})" if failed else "the version-table bookkeeping"
+    what = (
+        f"granite-assets revision {failed.revision} ({failed.message})"
+        if failed
+        else "granite-assets' version-table bookkeeping"
+    )
     hint = ""
     if _is_permission(reason):
         hint = (
@@ -66,7 +70,7 @@ def revision_failed(db: Database, failed: Revision | None, exc: Exception, left:
             else " Check that the database user may create and alter tables."
         )
     return MigrationFailedError(
-        f"granite-assets {what} failed on {db.where}: {reason}{hint} {left}",
+        f"{what} failed on {db.where}: {reason}{hint} {left}",
         revision=failed.revision if failed else None,
     )
 

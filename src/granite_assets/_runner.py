@@ -41,8 +41,10 @@ from granite_assets._inprocess import alembic_run
 from granite_assets._isolation import handed_back_as_it_came, in_autocommit, transactional, use_autocommit
 from granite_assets._plan import Job, Plan, count_through, pending, plan
 from granite_assets._sqlite import (
+    cannot_wait_in_callers_transaction,
     commit_sqlite,
     foreign_key_violations,
+    is_busy,
     refuse_new_violations,
     sqlite_foreign_keys_off,
 )
@@ -296,6 +298,8 @@ def migrate(db: Database, connection: Connection, job: Job, *, own: bool) -> str
     except MigrationLockTimeoutError:
         raise
     except Exception as exc:
+        if not own and connection.dialect.name == "sqlite" and is_busy(exc):
+            raise cannot_wait_in_callers_transaction(db) from exc
         done = len(config.attributes.get("granite_assets_steps", []))
         raise failure(
             db, connection, the_plan, exc, before=current, done=done, per_revision=per_revision

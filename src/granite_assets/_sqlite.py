@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-from granite_assets._errors import MigrationFailedError
+from granite_assets._errors import MigrationFailedError, UnsupportedConnectionError
 from granite_assets._target import Database
 
 
@@ -69,3 +69,23 @@ def commit_sqlite(connection: Connection, db: Database) -> None:
             "migrates in one transaction): the database is as it was. Fix the cause and run it again.",
             None,
         ) from None
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Tell whether ``exc`` is SQLite's "database is locked": another connection holds the write lock."""
+    return isinstance(exc, DBAPIError) and "database is locked" in str(exc.orig)
+
+
+def cannot_wait_in_callers_transaction(db: Database) -> UnsupportedConnectionError:
+    """The error for a caller's deferred transaction that found the write lock held by another connection.
+
+    A transaction that has read cannot wait for the write lock: the holder may need the reader
+    gone to commit, so SQLite fails at once rather than deadlock.
+    """
+    return UnsupportedConnectionError(
+        f"Another connection holds the write lock of the SQLite database {db.where}, and your "
+        "transaction cannot wait for it: it began with a deferred BEGIN and has read, and SQLite "
+        "fails such a transaction at once rather than let it deadlock. Nothing was committed: roll "
+        "back your transaction and call again, before it begins (granite-assets then waits for the "
+        "lock), or in one begun with BEGIN IMMEDIATE."
+    )
