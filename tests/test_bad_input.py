@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import ASYNC_DRIVERS, BACKENDS, Backend, Database, add_revision, fresh_database
 from sqlalchemy import URL, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 from support import holding_lock, login, new_password, snapshot, url_with_password
 
@@ -218,6 +219,14 @@ CASES = [
         "holds 2 rows (0001, 0002)",
         real_login,
         version_table("0001", "0002"),
+    ),
+    Case(
+        "empty-version-row",
+        ALL,
+        InvalidVersionTableError,
+        "holds an empty revision",
+        real_login,
+        version_table(""),
     ),
     Case(
         "unknown-revision",
@@ -477,3 +486,19 @@ def test_a_password_is_hidden_only_where_it_stands_as_the_password(
     url = URL.create("mysql+pymysql", username="app1", password=password, host="app1.internal")
     assert kept in _urls.scrub(text, url)
     assert _urls.scrub(f"password={password} x", url) == "password=*** x"
+
+
+@pytest.mark.postgresql
+def test_pg8000_aborted_transaction_says_to_roll_back(tmp_path: Path) -> None:
+    """pg8000 gives its SQLSTATE in a dict, read as psycopg's is: an aborted transaction is told apart."""
+    with fresh_database(Backend("postgresql", "pg8000"), tmp_path) as database:
+        engine = create_engine(database.url, poolclass=NullPool)
+        try:
+            with engine.connect() as connection:
+                with pytest.raises(DBAPIError):
+                    connection.exec_driver_sql("SELECT 1/0")
+                with pytest.raises(MigrationError, match="roll it back"):
+                    migrations.current_revision(connection)
+                connection.rollback()
+        finally:
+            engine.dispose()

@@ -217,12 +217,26 @@ def _is(
     orig: BaseException | None, reason: str, states: set[str], codes: set[int], words: tuple[str, ...]
 ) -> bool:
     """Tell whether a driver's error is the failure described by its code, or else by its words."""
-    args = getattr(orig, "args", ())
-    if args and isinstance(args[0], int):  # MySQL's own error number says more than its SQLSTATE
-        return args[0] in codes
-    if args and isinstance(args[0], dict):  # pg8000: the server's fields, C being the SQLSTATE
-        return args[0].get("C") in states
-    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-    if isinstance(code, str):
-        return code in states
+    code = mysql_error_number(orig)
+    if code is not None:  # MySQL's own error number says more than its SQLSTATE
+        return code in codes
+    state = sqlstate(orig)
+    if state is not None:
+        return state in states
     return all(word in reason for word in words)
+
+
+def mysql_error_number(orig: BaseException | None) -> int | None:
+    """The MySQL error number of a driver's error (pymysql, mysqlclient), else ``None``."""
+    args = getattr(orig, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def sqlstate(orig: BaseException | None) -> str | None:
+    """The SQLSTATE of a PostgreSQL driver's error: psycopg 2 and 3 name it, pg8000's dict has it as C."""
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], dict):
+        code = args[0].get("C")
+    else:
+        code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return code if isinstance(code, str) else None

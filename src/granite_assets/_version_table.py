@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from sqlalchemy import Connection, inspect
 from sqlalchemy.exc import DBAPIError
 
@@ -14,9 +12,7 @@ from granite_assets._errors import (
     MigrationFailedError,
 )
 from granite_assets._history import VERSION_TABLE
-
-if TYPE_CHECKING:
-    from granite_assets._target import Database
+from granite_assets._target import Database, mysql_error_number, sqlstate
 
 _SELECT_VERSION = f"SELECT version_num FROM {VERSION_TABLE}"
 # SQLSTATEs: PostgreSQL's undefined_table and MySQL's (and ODBC's) 42S02; undefined_column likewise.
@@ -46,7 +42,16 @@ def stored_revision(connection: Connection, db: Database, *, keep_transaction: b
             f"{VERSION_TABLE} on {db.where} holds {len(rows)} rows ({found}); granite-assets keeps "
             "exactly one. Delete the rows that are not the database's real revision."
         )
-    return str(rows[0][0]) if rows else None
+    if not rows:
+        return None
+    revision = rows[0][0]
+    if revision is None or not str(revision).strip():
+        raise InvalidVersionTableError(
+            f"{VERSION_TABLE} on {db.where} holds an empty revision; granite-assets keeps the id of "
+            "the revision the database is at. Check the database's tables against `granite-assets "
+            "db history`, then put the right id in, or delete the row if none of its tables exist."
+        )
+    return str(revision)
 
 
 def has_table(connection: Connection, name: str = VERSION_TABLE) -> bool:
@@ -60,9 +65,9 @@ def _unless_missing(connection: Connection, db: Database, exc: DBAPIError, *, ke
     own = not keep_transaction
     if connection.dialect.name == "sqlite" and "not a database" in reason:
         raise DatabaseConnectionError(
-            f"{db.where} is not a SQLite database ({reason}) Check the file name in the URL."
+            f"{db.where} is not a SQLite database: {reason} Check the file name in the URL."
         ) from None
-    if keep_transaction and _sqlstate(exc) == "25P02":
+    if keep_transaction and sqlstate(exc.orig) == "25P02":
         raise MigrationFailedError(
             f"Could not read {VERSION_TABLE} on {db.where}: an earlier statement aborted the transaction "
             f"of the connection you passed ({reason}) Nothing was changed: roll it back, then call again.",
@@ -102,19 +107,12 @@ def _layout(connection: Connection, *, own: bool, reason: str) -> str:
 
 def _says(exc: DBAPIError, states: set[str], mysql_code: int, sqlite_text: str) -> bool | None:
     """Tell whether ``exc`` is the error described; ``None`` when the driver is one we cannot read."""
-    orig = exc.orig
-    args = getattr(orig, "args", ())
-    if args and isinstance(args[0], int):  # MySQL's own error number, as in _target
-        return args[0] == mysql_code
-    code = _sqlstate(exc)
+    code = mysql_error_number(exc.orig)
     if code is not None:
-        return code in states
-    if sqlite_text in str(orig):
+        return code == mysql_code
+    state = sqlstate(exc.orig)
+    if state is not None:
+        return state in states
+    if sqlite_text in str(exc.orig):
         return True
     return None
-
-
-def _sqlstate(exc: DBAPIError) -> str | None:
-    """The SQLSTATE of a driver's error, where the driver gives one (psycopg 2 and 3)."""
-    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    return code if isinstance(code, str) else None

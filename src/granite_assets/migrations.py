@@ -128,7 +128,8 @@ def upgrade_to_head(
             changes nothing, logs a warning, and returns the database's revision.
         UnsupportedConnectionError: A ``Connection`` that cannot hold the migration was given
             while revisions are pending (see :doc:`migrations`); nothing was changed.
-        InvalidVersionTableError: The version table holds more than one row, or is another tool's.
+        InvalidVersionTableError: The version table holds more than one row or an empty
+            revision, or is another tool's.
         MigrationLockTimeoutError: Another process held the lock for ``lock_timeout`` seconds.
         MigrationFailedError: A revision (or the version-table bookkeeping) failed.
     """
@@ -172,7 +173,8 @@ def current_revision(target: str | URL | Engine | Connection) -> str | None:
     Reads ``granite_assets_alembic_version`` only, never the host's ``alembic_version``.
 
     Raises:
-        InvalidVersionTableError: The version table holds more than one row.
+        InvalidVersionTableError: The version table holds more than one row or an empty
+            revision, or is another tool's.
         MigrationError: For a bad URL or an unreachable database, as :func:`upgrade_to_head`.
     """
     with _db_extra():
@@ -371,7 +373,8 @@ def require_revision(connection: Connection, revision: str) -> str | None:
             first. Raised from a revision, it makes the host's upgrade fail before that revision's
             changes are committed, on the backends whose DDL is transactional.
         UnknownRevisionError: ``revision`` is not one this release ships.
-        InvalidVersionTableError: The version table holds more than one row.
+        InvalidVersionTableError: The version table holds more than one row or an empty
+            revision, or is another tool's.
     """
     with _db_extra():
         from granite_assets import _require
