@@ -502,3 +502,29 @@ def test_pg8000_aborted_transaction_says_to_roll_back(tmp_path: Path) -> None:
                 connection.rollback()
         finally:
             engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("backend", "query"),
+    [
+        pytest.param(Backend("postgresql", "pg8000"), "sslmode=require", marks=pytest.mark.postgresql),
+        pytest.param(Backend("mysql", "pymysql"), "ssl=true", marks=pytest.mark.mysql),
+        pytest.param(Backend("mysql", "pymysql"), "sslmode=require", marks=pytest.mark.mysql),
+        pytest.param(Backend("sqlite", "pysqlite"), "timeout=abc", marks=pytest.mark.sqlite),
+    ],
+    ids=["pg8000-sslmode", "pymysql-ssl-true", "pymysql-sslmode", "sqlite-timeout-abc"],
+)
+def test_a_query_parameter_the_driver_refuses_is_an_invalid_url(
+    backend: Backend, query: str, tmp_path: Path
+) -> None:
+    """A URL option the driver's connect() refuses with a TypeError or the like is InvalidURLError naming it."""
+    password = new_password()
+    with fresh_database(backend, tmp_path) as database:
+        migrations.upgrade_to_head(database.url_string)  # so that the SQLite file exists
+        url = database.url.set(password=None if backend.name == "sqlite" else password)
+        given = f"{url.render_as_string(hide_password=False)}?{query}"
+        for call in (migrations.current_revision, migrations.upgrade_to_head):
+            with pytest.raises(InvalidURLError, match="refused the options") as caught:
+                call(given)
+            assert password not in str(caught.value)
+            assert query.split("=")[0] in str(caught.value)

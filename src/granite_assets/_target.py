@@ -23,6 +23,7 @@ from granite_assets._urls import (
     display_url,
     missing_driver,
     parse_url,
+    refused_options,
     require_sync,
     scrub,
 )
@@ -159,6 +160,8 @@ def connect(db: Database) -> Iterator[Connection]:
         failure = connection_error(db, driver_text(exc.orig), exc.orig)
     except OSError as exc:  # drivers such as asyncpg let the socket's own error through
         failure = connection_error(db, f"{type(exc).__name__}: {exc}", exc)
+    except (TypeError, ValueError, AttributeError) as exc:  # a driver's connect() choking on its arguments
+        failure = refused_options(db.url, exc)
     except PoolTimeoutError:
         failure = DatabaseConnectionError(
             f"granite-assets needs a connection to {db.where} of its own, besides any you hold, and your "

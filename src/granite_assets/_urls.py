@@ -221,6 +221,18 @@ def create_owned_engine(
         raise InvalidURLError(
             f"The database URL {display_url(url)} cannot be used: {' '.join(scrub(str(exc), url).split())}"
         ) from None
+    except (TypeError, ValueError) as exc:  # the dialect cannot convert a query parameter
+        raise refused_options(url, exc) from None
+
+
+def refused_options(url: URL, exc: Exception) -> InvalidURLError:
+    """The error for a URL whose options the dialect or the driver's connect() chokes on."""
+    reason = " ".join(scrub(str(exc), url).split())
+    return InvalidURLError(
+        f"The {url.get_driver_name()} driver refused the options of {display_url(url)} "
+        f"({type(exc).__name__}: {reason}). Check the URL's query parameters, and any connect_args "
+        "of your engine, against the driver's documentation."
+    )
 
 
 def missing_driver(url: URL, exc: ImportError) -> MissingDependencyError:
