@@ -16,10 +16,11 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import BACKENDS, Database, backend_params
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool, StaticPool
 from support import holding_lock, lock_is_free, new_password, url_with_password, wait_for
@@ -516,3 +517,29 @@ def test_a_process_forked_in_the_block_does_not_hold_the_lock(database: Database
         check=False,
     )
     assert done.returncode == 0, f"the child took the lock its parent holds\n{done.stderr}"
+
+
+@pytest.mark.parametrize("backend", backend_params(SERVER_BACKENDS), indirect=True)
+def test_the_hosts_pooled_connection_gets_its_idle_timeout_back(database: Database) -> None:
+    """The idle-timeout exemption the lock's session needs is undone before the connection goes back."""
+    postgresql = database.backend.name == "postgresql"
+    engine = create_engine(database.url, pool_size=1, max_overflow=0)
+
+    @event.listens_for(engine, "connect")
+    def host_setting(dbapi_connection: Any, _record: object) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SET idle_session_timeout = '60s'" if postgresql else "SET SESSION wait_timeout = 60")
+        cursor.close()
+        dbapi_connection.commit()
+
+    show = "SHOW idle_session_timeout" if postgresql else "SELECT @@session.wait_timeout"
+    try:
+        with engine.connect() as connection:
+            before = connection.exec_driver_sql(show).scalar()
+        with migration_lock(engine, name="myapp"):
+            pass
+        with engine.connect() as connection:  # the pool's only connection, the one the lock used
+            after = connection.exec_driver_sql(show).scalar()
+    finally:
+        engine.dispose()
+    assert after == before

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Final
 
-from sqlalchemy import URL, Connection, Engine
+from sqlalchemy import URL, Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from granite_assets._errors import InvalidURLError, MigrationError, MigrationLockTimeoutError
@@ -142,27 +142,41 @@ def _server_lock(db: Database, name: str, timeout: float) -> Iterator[None]:
         if lock is None:  # a dialect without a lock: lock_for warned
             yield
             return
-        _exempt_from_idle_timeout(connection)
-        acquire(lock, connection, timeout, db.where, timeout_name="migration_lock()'s timeout")
-        try:
-            yield
-        finally:
-            _release(lock, connection, db)
+        with _exempt_from_idle_timeout(connection):
+            acquire(lock, connection, timeout, db.where, timeout_name="migration_lock()'s timeout")
+            try:
+                yield
+            finally:
+                _release(lock, connection, db)
 
 
-def _exempt_from_idle_timeout(connection: Connection) -> None:
+@contextmanager
+def _exempt_from_idle_timeout(connection: Connection) -> Iterator[None]:
     """Keep the server from ending the lock's session for idling, which it does all through the block.
 
     A server that ends idle sessions (PostgreSQL's ``idle_session_timeout``, MySQL's
     ``wait_timeout``) would end the lock with it, and let another replica in while the host's
-    upgrade still runs. Both settings are the session's own to change.
+    upgrade still runs. Both settings are the session's own to change; the session's own value
+    is put back after, since the connection may be the host's, going back to its pool.
     """
     dialect = connection.dialect
     if dialect.name == "postgresql":
-        if (dialect.server_version_info or (0,)) >= (14,):  # the setting came with PostgreSQL 14
-            connection.exec_driver_sql("SET idle_session_timeout = 0")
+        if (dialect.server_version_info or (0,)) < (14,):  # the setting came with PostgreSQL 14
+            yield
+            return
+        setting = "idle_session_timeout"
+        saved = connection.exec_driver_sql(f"SHOW {setting}").scalar()
+        connection.exec_driver_sql(f"SET {setting} = 0")
+        restore = text(f"SELECT set_config('{setting}', :value, false)")
     else:
+        saved = connection.exec_driver_sql("SELECT @@session.wait_timeout").scalar()
         connection.exec_driver_sql(f"SET SESSION wait_timeout = {_MYSQL_LONGEST_WAIT_TIMEOUT}")
+        restore = text("SET SESSION wait_timeout = :value")
+    try:
+        yield
+    finally:
+        if not connection.invalidated:
+            connection.execute(restore, {"value": saved})
 
 
 def _release(lock: DatabaseLock, connection: Connection, db: Database) -> None:
