@@ -159,6 +159,16 @@ def test_async_engine_with_pending_work_reaches_head(
         ("mysql+aiomysql://app:s3cret@db/app", "mysql+pymysql://app:s3cret@db/app"),
         ("mysql+asyncmy://app:s3cret@db/app", "mysql+pymysql://app:s3cret@db/app"),
         ("postgresql+psycopg2://app:s3cret@db/app", "postgresql+psycopg2://app:s3cret@db/app"),
+        ("postgresql+asyncpg://app@db/app?ssl=require", "postgresql+psycopg://app@db/app?sslmode=require"),
+        ("postgresql+asyncpg://app@db/app?ssl=true", "postgresql+psycopg://app@db/app?sslmode=require"),
+        (
+            "postgresql+asyncpg://app@db/app?prepared_statement_cache_size=0&command_timeout=60",
+            "postgresql+psycopg://app@db/app",
+        ),
+        (
+            "postgresql+asyncpg://app@db/app?timeout=5&options=-csearch_path%3Dga",
+            "postgresql+psycopg://app@db/app?connect_timeout=5&options=-csearch_path%3Dga",
+        ),
     ],
 )
 def test_to_sync_url(async_url: str, sync_url: str) -> None:
@@ -242,6 +252,14 @@ try:
 except AsyncDriverURLError as exc:
     print(exc.sync_url)
 """
+
+
+@pytest.mark.parametrize("query", ["ssl=disable", "prepared_statement_cache_size=0"])
+def test_to_sync_url_of_a_usual_asyncpg_url_connects(query: str, tmp_path: Path) -> None:
+    """asyncpg's own URL options (ssl=, the statement cache) become libpq's, or go: the sync URL connects."""
+    with fresh_database(Backend("postgresql", "psycopg2"), tmp_path) as database:
+        async_url = f"{database.with_driver('asyncpg').render_as_string(hide_password=False)}?{query}"
+        assert upgrade_to_head(to_sync_url(async_url)) == head_revision()
 
 
 def test_to_sync_url_picks_psycopg2_without_psycopg_3() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any, TypeVar
 
@@ -132,8 +132,8 @@ def to_sync_url(url: str | URL) -> str:
     ``postgresql+asyncpg`` becomes ``postgresql+psycopg`` (psycopg 3) when psycopg is installed,
     otherwise ``postgresql+psycopg2``; ``postgresql+psycopg_async`` becomes ``postgresql+psycopg``;
     ``sqlite+aiosqlite`` becomes ``sqlite+pysqlite``; ``mysql+aiomysql`` and ``mysql+asyncmy``
-    become ``mysql+pymysql``. Sync URLs come back unchanged. The password is kept: the result
-    is meant to be passed on, not shown.
+    become ``mysql+pymysql``; asyncpg's URL options become libpq's. Sync URLs come back
+    unchanged. The password is kept: the result is meant to be passed on, not shown.
     """
     parsed = parse_url(url)
     return _swap_driver(parsed).render_as_string(hide_password=False)
@@ -144,7 +144,38 @@ def _swap_driver(url: URL) -> URL:
     if not choices:
         return url
     installed = [d for d in choices if _driver_installed(d)]
-    return url.set(drivername=f"{url.get_backend_name()}+{(installed or choices)[0]}")
+    query = _libpq_query(url.query) if url.get_driver_name() == "asyncpg" else url.query
+    return url.set(drivername=f"{url.get_backend_name()}+{(installed or choices)[0]}", query=query)
+
+
+# asyncpg's URL options that libpq (psycopg 2 and 3) has no such option for: they tune asyncpg's
+# statement cache and command timeout, and libpq would refuse the connection over them.
+_ASYNCPG_ONLY = frozenset(
+    {
+        "prepared_statement_cache_size",
+        "statement_cache_size",
+        "max_cached_statement_lifetime",
+        "max_cacheable_statement_size",
+        "command_timeout",
+        "direct_tls",
+    }
+)
+_SSL_MODES = {"true": "require", "false": "disable"}
+
+
+def _libpq_query(query: Mapping[str, str | tuple[str, ...]]) -> dict[str, str | tuple[str, ...]]:
+    """Spell asyncpg's URL options as libpq's: ``ssl`` as ``sslmode``, ``timeout`` as ``connect_timeout``."""
+    converted: dict[str, str | tuple[str, ...]] = {}
+    for key, value in query.items():
+        if key in _ASYNCPG_ONLY:
+            continue
+        if key == "ssl" and isinstance(value, str) and "sslmode" not in query:
+            converted["sslmode"] = _SSL_MODES.get(value.lower(), value)
+        elif key == "timeout" and "connect_timeout" not in query:
+            converted["connect_timeout"] = value
+        else:
+            converted[key] = value
+    return converted
 
 
 def _driver_installed(driver: str) -> bool:

@@ -278,8 +278,11 @@ def to_sync_url(url: str | URL) -> str:
     ``postgresql+asyncpg`` becomes ``postgresql+psycopg`` when psycopg 3 is installed and
     ``postgresql+psycopg2`` otherwise, ``postgresql+psycopg_async`` becomes
     ``postgresql+psycopg``, ``sqlite+aiosqlite`` becomes ``sqlite+pysqlite``, and
-    ``mysql+aiomysql`` and ``mysql+asyncmy`` become ``mysql+pymysql``. A sync URL comes back
-    unchanged. The password is kept, since the result is meant for :func:`upgrade_to_head`.
+    ``mysql+aiomysql`` and ``mysql+asyncmy`` become ``mysql+pymysql``. From asyncpg, its URL
+    options become libpq's (``ssl=require`` becomes ``sslmode=require``, ``timeout``
+    becomes ``connect_timeout``), and those only asyncpg has (``prepared_statement_cache_size``,
+    ``command_timeout``, ...) are dropped. A sync URL comes back unchanged. The password is
+    kept, since the result is meant for :func:`upgrade_to_head`.
     """
     with _db_extra():
         from granite_assets import _urls
