@@ -188,8 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     from alembic.script import ScriptDirectory
 
     from granite_assets._history import manifest_problems
+    from granite_assets._naming import names_without_prefix
+    from granite_assets.models import TABLE_PREFIX, Base
 
     failures: dict[str, list[str]] = {}
+    unprefixed = names_without_prefix(Base.metadata)
+    if unprefixed:
+        failures[f"Model names must carry {TABLE_PREFIX}, or they could be a host's"] = unprefixed
     try:
         heads = ScriptDirectory.from_config(Config(str(INI))).get_heads()
     except Exception as exc:  # noqa: BLE001 - a broken history is reported, whatever broke it

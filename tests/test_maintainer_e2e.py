@@ -567,3 +567,62 @@ def test_alembic_ini_against_a_host_database_leaves_its_alembic_version(database
     assert {"alembic_version", "host_things", VERSION_TABLE} <= database.table_names()
     head = history_from_scripts(ROOT / ENVIRONMENT).head
     assert database.scalar_rows(f"SELECT version_num FROM {VERSION_TABLE}") == [head]
+
+
+UNPREFIXED_MODELS = '''
+
+from sqlalchemy import Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+
+class Asset(Base):
+    """A model whose table could be a host's (added by tests/test_maintainer_e2e.py)."""
+
+    __tablename__ = "assets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+
+
+class Tag(Base):
+    """A prefixed table with an index named by hand (added by tests/test_maintainer_e2e.py)."""
+
+    __tablename__ = "granite_assets_e2e_tag"
+    __table_args__ = (Index("ix_tag_custom", "label"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    label: Mapped[str] = mapped_column(String(40))
+'''
+
+
+def test_a_model_whose_names_could_be_a_hosts_is_refused(project: Path) -> None:
+    """A table without the prefix, or an index named without it, gets no revision, and migrate-check fails."""
+    with (project / "src" / "granite_assets" / "models.py").open("a", encoding="utf-8") as models:
+        models.write(UNPREFIXED_MODELS)
+    before = revision_files(project)
+
+    created = make(project, "migrate-create", "MSG=add assets", expect=None)
+    assert created.returncode != 0
+    assert "table assets: its name must start with granite_assets_" in created.stderr
+    assert "Index ix_tag_custom on granite_assets_e2e_tag" in created.stderr
+    assert revision_files(project) == before
+
+    ini = ENVIRONMENT / "alembic.ini"
+    direct = run(
+        project,
+        sys.executable,
+        "-m",
+        "alembic",
+        "--config",
+        ini,
+        "revision",
+        "--autogenerate",
+        "-m",
+        "x",
+        expect=None,
+    )
+    assert direct.returncode != 0
+    assert "table assets" in direct.stderr
+    assert revision_files(project) == before
+
+    checked = run(project, sys.executable, "scripts/migrate_check.py", expect=1)
+    assert "table assets: its name must start with granite_assets_" in checked.stderr

@@ -29,10 +29,12 @@ from alembic import context
 from alembic.migration import MigrationContext, MigrationInfo
 from alembic.operations import Operations
 from alembic.script import write_hooks
+from alembic.util import CommandError
 from sqlalchemy import Connection, create_engine, pool
 
 from granite_assets import _compat
 from granite_assets._history import VERSION_TABLE, History, load_history, write_manifest
+from granite_assets._naming import names_without_prefix, refusal
 from granite_assets.models import TABLE_PREFIX, Base
 
 if TYPE_CHECKING:
@@ -70,6 +72,9 @@ def process_revision_directives(
     """
     if not directives:  # another hook (the caller's) already dropped the revision
         return
+    problems = names_without_prefix(Base.metadata)
+    if problems:
+        raise CommandError(refusal(problems))
     script = directives[0]
     upgrade_ops = getattr(script, "upgrade_ops", None)
     if (
