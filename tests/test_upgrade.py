@@ -24,6 +24,7 @@ from granite_assets.migrations import (
     DatabaseBehindError,
     check_up_to_date,
     current_revision,
+    downgrade,
     head_revision,
     revisions,
     upgrade_to_head,
@@ -321,7 +322,7 @@ def test_works_from_any_current_directory(
 def test_reading_a_sqlite_file_that_does_not_exist_creates_nothing(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """current_revision and check_up_to_date on a mistyped SQLite path create no empty database."""
+    """current_revision, check_up_to_date and downgrade on a mistyped SQLite path create no empty database."""
     url = f"sqlite:///{tmp_path / 'ap.db'}"
     with caplog.at_level(logging.WARNING, logger="granite_assets"):
         assert current_revision(url) is None
@@ -332,4 +333,9 @@ def test_reading_a_sqlite_file_that_does_not_exist_creates_nothing(
     assert any(
         f"There is no SQLite database at {tmp_path / 'ap.db'}" in r.getMessage() for r in caplog.records
     )
+    with caplog.at_level(logging.WARNING, logger="granite_assets"):
+        assert downgrade(url, "base") is None
+        with pytest.raises(DatabaseBehindError, match="nothing to downgrade"):
+            downgrade(url, head_revision() or "base")
+    assert list(tmp_path.iterdir()) == []
     assert upgrade_to_head(url) == head_revision()  # an upgrade creates it, on purpose

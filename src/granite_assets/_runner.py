@@ -105,6 +105,15 @@ def downgrade(directory: Path, target: Target, revision: str, lock_timeout: floa
     if revision != "base" and not history.knows(revision):
         raise unknown_revision(history, revision)
     with resolve(target, lock_timeout) as db:
+        if no_sqlite_file(db):  # opening it would create it: an empty database has nothing to revert
+            if revision == "base":
+                return None
+            raise DatabaseBehindError(
+                f"There is no SQLite database at {db.url.database}, so there is nothing to downgrade "
+                f"to {revision}. Check the path in the URL.",
+                current=None,
+                pending=[r.revision for r in history.revisions[: count_through(history, revision)]],
+            )
         return migrate_target(db, Job(directory, history, revision, lock_timeout))
 
 
