@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 from support import holding_lock, login, new_password, snapshot, url_with_password
 
-from granite_assets import _runner, _urls, migrations
+from granite_assets import _runner, _target, _urls, migrations
 from granite_assets.migrations import (
     VERSION_TABLE,
     AsyncDriverURLError,
@@ -528,3 +528,40 @@ def test_a_query_parameter_the_driver_refuses_is_an_invalid_url(
                 call(given)
             assert password not in str(caught.value)
             assert query.split("=", maxsplit=1)[0] in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("message", "folded"),
+    [
+        (
+            (
+                "server closed the connection unexpectedly\n\tThis probably means the server "
+                "terminated abnormally\n\tbefore or while processing the request.\n"
+            ),
+            (
+                "server closed the connection unexpectedly. This probably means the server "
+                "terminated abnormally before or while processing the request."
+            ),
+        ),
+        (
+            'syntax error at or near ")"\nLINE 2: CREATE TABLE granite_assets_x ()\n' + " " * 37 + "^\n",
+            'syntax error at or near ")". LINE 2: CREATE TABLE granite_assets_x ().',
+        ),
+        ("file is not a database", "file is not a database."),
+    ],
+    ids=["libpq-wrapped", "postgresql-caret", "one-line"],
+)
+def test_a_drivers_message_is_folded_into_sentences(message: str, folded: str) -> None:
+    """Wrapped lines join the sentence they continue, and PostgreSQL's caret line is left out."""
+    assert _target.one_line(message) == folded
+
+
+@pytest.mark.parametrize(
+    "backend", [b for b in BACKENDS if b.name == "postgresql"], indirect=True, ids=lambda b: b.id
+)
+def test_a_role_that_may_not_log_in_is_told_to_check_the_login(database: Database) -> None:
+    """A refused login gets login advice on every driver, not advice to check that the server runs."""
+    with login(database, new_password(), "refused") as url, pytest.raises(DatabaseConnectionError) as caught:
+        migrations.upgrade_to_head(url)
+    assert "Check the user name and password" in str(caught.value)
+    assert "server is running" not in str(caught.value)

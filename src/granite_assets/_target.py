@@ -143,9 +143,13 @@ def refuse_in_memory(url: URL) -> None:
 
 # The connection failures that get advice of their own: SQLSTATEs, MySQL error codes, and what
 # libpq says (psycopg2 has no SQLSTATE for a failure before the session starts).
-_NO_DATABASE = ({"3D000"}, {1049}, ("database", "does not exist"))
-_BAD_LOGIN = ({"28P01", "28000"}, {1045}, ("password authentication failed",))
-_NO_ACCESS = ({"42501"}, {1044}, ("permission denied for database",))
+_NO_DATABASE = ({"3D000"}, {1049}, (("database", "does not exist"),))
+_BAD_LOGIN = (
+    {"28P01", "28000"},
+    {1045},
+    (("password authentication failed",), ("not permitted to log in",), ("role", "does not exist")),
+)
+_NO_ACCESS = ({"42501"}, {1044}, (("permission denied for database",),))
 
 
 @contextmanager
@@ -177,9 +181,21 @@ def connect(db: Database) -> Iterator[Connection]:
 
 
 def one_line(text: str) -> str:
-    """Fold a message onto one line that ends like a sentence, each of its lines too."""
-    lines = [" ".join(line.split()) for line in text.splitlines()]
-    return " ".join(line if line.endswith((".", "?", "!", ":")) else f"{line}." for line in lines if line)
+    """Fold a driver's message onto one line that ends like a sentence, each of its parts too.
+
+    A line that starts in lower case continues the one before it (libpq wraps its sentences);
+    PostgreSQL's caret line, which points into the statement above it, means nothing on one line.
+    """
+    parts: list[str] = []
+    for raw in text.splitlines():
+        line = " ".join(raw.split())
+        if not line or set(line) <= {"^"}:
+            continue
+        if parts and line[0].islower() and not parts[-1].endswith((".", "?", "!")):
+            parts[-1] = f"{parts[-1]} {line}"
+        else:
+            parts.append(line)
+    return " ".join(part if part.endswith((".", "?", "!", ":")) else f"{part}." for part in parts)
 
 
 def driver_text(orig: BaseException | None) -> str:
@@ -217,16 +233,23 @@ def connection_error(db: Database, text: str, orig: BaseException | None) -> Dat
 
 
 def _is(
-    orig: BaseException | None, reason: str, states: set[str], codes: set[int], words: tuple[str, ...]
+    orig: BaseException | None,
+    reason: str,
+    states: set[str],
+    codes: set[int],
+    phrasings: tuple[tuple[str, ...], ...],
 ) -> bool:
-    """Tell whether a driver's error is the failure described by its code, or else by its words."""
+    """Tell whether a driver's error is the failure described by its code, or else by its words.
+
+    ``phrasings`` are the ways the server words it, each a set of words that must all appear.
+    """
     code = mysql_error_number(orig)
     if code is not None:  # MySQL's own error number says more than its SQLSTATE
         return code in codes
     state = sqlstate(orig)
     if state is not None:
         return state in states
-    return all(word in reason for word in words)
+    return any(all(word in reason for word in words) for words in phrasings)
 
 
 def mysql_error_number(orig: BaseException | None) -> int | None:
