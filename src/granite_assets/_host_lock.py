@@ -35,7 +35,7 @@ from sqlalchemy.exc import DBAPIError
 from granite_assets._errors import InvalidURLError, MigrationError, MigrationLockTimeoutError
 from granite_assets._locking import DatabaseLock, acquire, lock_for, wait_for
 from granite_assets._target import Database, connect, resolve, sqlite_file
-from granite_assets._timeouts import check_lock_timeout
+from granite_assets._timeouts import check_lock_timeout, seconds
 
 logger = logging.getLogger("granite_assets.migrations")
 
@@ -271,7 +271,7 @@ def _file_lock(db: Database, name: str, timeout: float) -> Iterator[None]:
             raise MigrationLockTimeoutError(
                 "Another session (another process, or a thread of this one) has held "
                 f"the migration lock {name!r} (lock file {path}) on {db.where} "
-                f"for more than {timeout:g} seconds; {hint}. Wait for it to finish, or raise "
+                f"for more than {seconds(timeout)}; {hint}. Wait for it to finish, or raise "
                 "migration_lock()'s timeout; if that process is gone, its lock went with it."
             )
         owner = os.getpid()

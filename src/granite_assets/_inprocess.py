@@ -20,6 +20,7 @@ from typing import Any
 
 from granite_assets._errors import MigrationError, MigrationLockTimeoutError
 from granite_assets._locking import wait_for, waits_cooperatively
+from granite_assets._timeouts import seconds
 
 _alembic_run = threading.Lock()
 # Set while this thread (or task) runs granite-assets' Alembic: a call from inside that run, such
@@ -51,7 +52,7 @@ def alembic_run(timeout: float, where: str) -> Iterator[None]:
     ):
         raise MigrationLockTimeoutError(
             f"Another granite-assets migration in this process (another thread or task) ran for more "
-            f"than {timeout:g} seconds, so {where} was not migrated. Wait for it to finish, or raise "
+            f"than {seconds(timeout)}, so {where} was not migrated. Wait for it to finish, or raise "
             "lock_timeout."
         )
     token = _running.set(True)

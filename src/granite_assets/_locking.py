@@ -29,6 +29,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import OperationalError
 
 from granite_assets._errors import MigrationLockTimeoutError
+from granite_assets._timeouts import seconds
 
 if TYPE_CHECKING:
     from granite_assets._target import Database
@@ -264,7 +265,7 @@ def acquire(
     if not got:
         raise MigrationLockTimeoutError(
             "Another session (another process, or a thread of this one) has held "
-            f"{lock.title} on {where} for more than {timeout:g} seconds; "
+            f"{lock.title} on {where} for more than {seconds(timeout)}; "
             f"{lock.holder_hint()}. Wait for it to finish, or raise {timeout_name}; "
             "if that process is gone, its lock went with its session."
         )
@@ -339,7 +340,7 @@ def sqlite_write_lock(
             raise MigrationLockTimeoutError(
                 "Another session (another process, or a thread of this one) has held "
                 f"the write lock of the SQLite database {db.where} "
-                f"for more than {lock_timeout:g} seconds (find it with: fuser -v {db.url.database}). "
+                f"for more than {seconds(lock_timeout)} (find it with: fuser -v {db.url.database}). "
                 "Wait for it to finish, or raise lock_timeout; if that process is gone, its lock "
                 "went with it."
             )

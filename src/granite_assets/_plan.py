@@ -72,8 +72,8 @@ def ahead_error(
         f"does not ship (its newest is {history.head})"
     )
     ways_out = (
-        "roll forward to a release that ships it, or downgrade the database to "
-        f"{history.head} with the newer release first (`granite-assets db downgrade {history.head}`)"
+        "roll forward to a release that ships it, or first downgrade the database to "
+        f"{history.head} with the newer release: `granite-assets db downgrade {history.head}`"
     )
     if downgrading:
         message = (
@@ -92,7 +92,7 @@ def ahead_error(
             "compatible (a release that keeps no such record migrated it, or the record is "
             "missing, unreadable or does not lead back to this release's revisions), so they are "
             "treated as if they were not. The database is newer than this granite-assets: "
-            f"upgrade the granite-assets package ({ways_out})."
+            f"upgrade the granite-assets package; that is, {ways_out}."
         )
     return DatabaseAheadError(
         message, revision=ahead.revision, reason=ahead.reason or "compatible", blocking=ahead.blocking
@@ -108,6 +108,11 @@ def plan(
         return Plan(steps, history.head if steps else current, upgrade=True)
     if current is not None and not history.knows(current):
         raise ahead_error(history, _compat.examine(connection, history, current), db, downgrading=True)
+    return downgrade_plan(history, current, destination, db)
+
+
+def downgrade_plan(history: History, current: str | None, destination: str, db: Database) -> Plan:
+    """The steps down from ``current``, a revision this release ships (or none), to ``destination``."""
     target = None if destination == "base" else destination
     keep, have = count_through(history, target), count_through(history, current)
     if keep > have:

@@ -39,7 +39,7 @@ from granite_assets._failures import (
 from granite_assets._history import History, Revision, load_history
 from granite_assets._inprocess import alembic_run
 from granite_assets._isolation import handed_back_as_it_came, in_autocommit, transactional, use_autocommit
-from granite_assets._plan import Job, Plan, count_through, pending, plan
+from granite_assets._plan import Job, Plan, count_through, downgrade_plan, pending, plan
 from granite_assets._sqlite import (
     cannot_wait_in_callers_transaction,
     commit_sqlite,
@@ -106,14 +106,7 @@ def downgrade(directory: Path, target: Target, revision: str, lock_timeout: floa
         raise unknown_revision(history, revision)
     with resolve(target, lock_timeout) as db:
         if no_sqlite_file(db):  # opening it would create it: an empty database has nothing to revert
-            if revision == "base":
-                return None
-            raise DatabaseBehindError(
-                f"There is no SQLite database at {db.url.database}, so there is nothing to downgrade "
-                f"to {revision}. Check the path in the URL.",
-                current=None,
-                pending=[r.revision for r in history.revisions[: count_through(history, revision)]],
-            )
+            return downgrade_plan(history, None, revision, db).destination
         return migrate_target(db, Job(directory, history, revision, lock_timeout))
 
 

@@ -134,10 +134,10 @@ def refuse_in_memory(url: URL) -> None:
     name = url.database or ""
     if name in {"", ":memory:"} or name.startswith("file::memory:") or url.query.get("mode") == "memory":
         raise InvalidURLError(
-            f"{display_url(url)} is an in-memory SQLite database: granite-assets would create it, "
-            "migrate it and lose it when the call returns, since every connection of its own gets "
-            "a new one. Pass an Engine instead, created with poolclass=sqlalchemy.pool.StaticPool, "
-            "and use the same engine in your application."
+            f"{display_url(url)} is an in-memory SQLite database: every connection granite-assets "
+            "opens from a URL gets a new, empty one, which vanishes when the call returns. Pass an "
+            "Engine instead, created with poolclass=sqlalchemy.pool.StaticPool, and use the same "
+            "engine in your application."
         )
 
 

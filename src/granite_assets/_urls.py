@@ -191,8 +191,8 @@ def require_sync(url: URL) -> None:
     raise AsyncDriverURLError(
         f"{display_url(url)} uses the async driver {url.get_driver_name()!r}, which this "
         f"synchronous call cannot use. Pass the sync URL {sync} instead "
-        "(granite_assets.migrations.to_sync_url() converts it), "
-        "or await granite_assets.migrations.upgrade_to_head_async() with your async engine.",
+        "(granite_assets.migrations.to_sync_url() converts it); to upgrade from async code, you "
+        "may instead await granite_assets.migrations.upgrade_to_head_async() with your async engine.",
         sync_url=sync,
     )
 
