@@ -228,6 +228,7 @@ USAGE_ERRORS = {
     "lock-timeout-not-a-number": ["db", "upgrade", "--lock-timeout", "soon", "--url", "sqlite://"],
     "heads-takes-no-url": ["db", "heads", "--url", "sqlite://"],
     "from-without-sql": ["db", "upgrade", "--from", "0001", "--url", "sqlite://"],
+    "lock-timeout-with-sql": ["db", "upgrade", "--sql", "--lock-timeout", "5", "--url", "sqlite://"],
 }
 
 
@@ -427,3 +428,11 @@ def test_offline_downgrade_from_below_its_target_exits_3_without_a_traceback(tmp
     assert run.code == EXIT_BEHIND
     assert "Traceback" not in run.err
     assert "nothing to downgrade" in run.err
+
+
+def test_an_empty_url_is_refused_rather_than_replaced_by_the_environments(tmp_path: Path) -> None:
+    """``--url "$UNSET"`` is a mistake: it does not quietly fall back to $GRANITE_ASSETS_DATABASE_URL."""
+    run = granite_assets(tmp_path, "db", "upgrade", "--url", "", env_url=f"sqlite:///{tmp_path / 'other.db'}")
+    assert run.code == EXIT_USAGE
+    assert "--url is empty" in run.err
+    assert list(tmp_path.iterdir()) == []

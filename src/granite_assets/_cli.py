@@ -61,9 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--lock-timeout",
             type=_seconds,
-            default=migrations.DEFAULT_LOCK_TIMEOUT,
             metavar="SECONDS",
-            help="how long to wait for a migration running in another process (default: %(default)g)",
+            help="how long to wait for a migration running in another process "
+            f"(default: {migrations.DEFAULT_LOCK_TIMEOUT:g})",
         )
 
     upgrade = command("upgrade", "Apply every pending revision.")
@@ -96,15 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "command", None) is None:  # no command: show what there is to run
         (getattr(args, "command_parser", None) or parser).print_help(sys.stderr)
         return EXIT_USAGE
-    usage = args.command_parser
-    url = getattr(args, "url", None) or os.environ.get(URL_VARIABLE)
-    offline = getattr(args, "sql", False)
-    if hasattr(args, "url") and not url:
-        usage.error(f"no database URL: pass --url or set ${URL_VARIABLE}")
-    if getattr(args, "from_revision", None) and not offline:
-        usage.error("--from goes with --sql: online, the database says where it is")
-    if args.command == "downgrade" and offline and not args.from_revision:
-        usage.error("downgrade --sql needs --from REVISION: offline SQL cannot read the database")
+    url = _checked(args)
     _show_progress()
     try:
         return _run(args, url or "")
@@ -122,6 +114,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MigrationError as exc:  # its URLs hide their passwords; a revision typed in may not
         print(f"error: {hide_passwords(str(exc))}", file=sys.stderr)
         return EXIT_MIGRATION_ERROR
+
+
+def _checked(args: argparse.Namespace) -> str | None:
+    """Refuse option combinations that would mislead (exit 2); return the database URL, if any."""
+    usage = args.command_parser
+    url = getattr(args, "url", None) or os.environ.get(URL_VARIABLE)
+    offline = getattr(args, "sql", False)
+    if getattr(args, "url", None) == "":  # an unset variable in `--url "$URL"`, most likely
+        usage.error(f"--url is empty: pass a database URL, or leave --url out to use ${URL_VARIABLE}")
+    if hasattr(args, "url") and not url:
+        usage.error(f"no database URL: pass --url or set ${URL_VARIABLE}")
+    if offline and args.lock_timeout is not None:
+        usage.error("--lock-timeout goes without --sql: offline SQL takes no lock")
+    if getattr(args, "lock_timeout", 0) is None:
+        args.lock_timeout = migrations.DEFAULT_LOCK_TIMEOUT
+    if getattr(args, "from_revision", None) and not offline:
+        usage.error("--from goes with --sql: online, the database says where it is")
+    if args.command == "downgrade" and offline and not args.from_revision:
+        usage.error("downgrade --sql needs --from REVISION: offline SQL cannot read the database")
+    return url
 
 
 def _run(args: argparse.Namespace, url: str) -> int:
