@@ -439,3 +439,22 @@ def test_a_connection_set_to_its_own_isolation_level_gets_it_back(
         assert _runner.upgrade(environment_copy, connection, 30) == "0003"
         assert connection.get_isolation_level() == "SERIALIZABLE"
         assert not connection.in_transaction()
+
+
+@pytest.mark.parametrize("backend", backend_params(MYSQL), indirect=True)
+def test_an_engine_whose_pooled_connection_was_left_elsewhere_says_where_it_migrates(
+    database: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A USE left on a pooled connection moves the tables (documented); the warning names the database."""
+    engine = create_engine(database.url, poolclass=QueuePool, pool_size=1, max_overflow=0)
+    try:
+        with fresh_database(database.backend, tmp_path) as other:
+            with engine.connect() as connection:
+                connection.execute(text(f"USE {other.url.database}"))
+            with caplog.at_level("WARNING", logger="granite_assets"):
+                assert upgrade_to_head(engine) == head_revision()
+            assert version_rows(other) == [head_revision()]
+    finally:
+        engine.dispose()
+    said = f"in the database {other.url.database}, not the URL's"
+    assert any(said in record.getMessage() for record in caplog.records)

@@ -264,6 +264,13 @@ def migrate_locked(db: Database, connection: Connection, job: Job) -> str | None
             return result
     use_autocommit(connection, on=True)
     lock = _locking.lock_for(connection, transactional=False)
+    if lock is not None and lock.backend == "mysql" and lock.database != db.url.database:
+        logger.warning(  # a USE left on a pooled connection, say: the tables go where the session is
+            "The connection to %s is in the database %s, not the URL's: granite-assets migrates %s.",
+            db.where,
+            lock.database,
+            lock.database,
+        )
     with _locking.holding(lock, connection, job.lock_timeout, db.where):
         try:
             return migrate(db, connection, job, own=True)
