@@ -5,10 +5,10 @@ the history read from the manifest: no Alembic, no lock. Only when work is pendi
 migration lock taken, the version re-read under it, and Alembic run, one run at a time in the
 process (:mod:`granite_assets._inprocess`).
 
-A caller's connection is migrated inside the caller's transaction where that can be made safe,
-and refused where it cannot (see :func:`refuse_unsafe_connection`); a connection in AUTOCOMMIT
-has no transaction to run in, so it is migrated as a connection of our own is, revision by
-revision under the session lock.
+A caller's connection with a transaction open is migrated inside that transaction where that
+can be made safe, and refused where it cannot (see :func:`refuse_unsafe_connection`). One with
+no transaction open, or in AUTOCOMMIT, is migrated as a connection of our own is, revision by
+revision under the session lock, and handed back as it came.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def upgrade_database(directory: Path, db: Database, history: History, lock_timeo
 def no_sqlite_file(db: Database) -> bool:
     """Tell, and log, that a SQLite URL names no file: reading it would create an empty one.
 
-    Only the functions that read call this: an upgrade creates the file on purpose.
+    Reads and downgrades call this; an upgrade creates the file on purpose.
     """
     missing = missing_sqlite_file(db)
     if missing is not None:
