@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import BACKENDS, Database, add_revision, backend_params, fresh_database
+from conftest import BACKENDS, Backend, Database, add_revision, backend_params, fresh_database
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool, QueuePool
@@ -458,3 +458,54 @@ def test_an_engine_whose_pooled_connection_was_left_elsewhere_says_where_it_migr
         engine.dispose()
     said = f"in the database {other.url.database}, not the URL's"
     assert any(said in record.getMessage() for record in caplog.records)
+
+
+POSTGRESQL_ALL_DRIVERS = [*POSTGRESQL, Backend("postgresql", "pg8000")]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "SET default_transaction_isolation = 'repeatable read'",
+        "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+    ],
+    ids=["default_transaction_isolation", "session_characteristics"],
+)
+@pytest.mark.parametrize("pending", [False, True], ids=["at-head", "pending"])
+@pytest.mark.parametrize("backend", backend_params(POSTGRESQL_ALL_DRIVERS), indirect=True)
+def test_an_isolation_level_the_session_set_itself_survives(
+    database: Database, environment_copy: Path, statement: str, pending: bool
+) -> None:
+    """A session whose isolation the host set with SQL (a connect event, say) keeps it after a call."""
+    add_table_revisions(environment_copy, "iso")
+    if not pending:
+        _runner.upgrade(environment_copy, database.url_string, 30)
+    with engine_for(database) as engine, engine.connect() as connection:
+        connection.exec_driver_sql(statement)
+        connection.commit()
+        assert _runner.upgrade(environment_copy, connection, 30) == "0003"
+        level = connection.exec_driver_sql("SHOW transaction_isolation").scalar()
+        connection.rollback()
+    assert level == "repeatable read"
+
+
+@pytest.mark.parametrize("backend", backend_params(), indirect=True)
+def test_a_begin_block_on_an_autocommit_engine(database: Database, environment_copy: Path) -> None:
+    """In ``with engine.begin()`` on an AUTOCOMMIT engine, a read works; a migration, which needs real
+    transactions that SQLAlchemy will not begin inside that block, is refused before anything changes."""
+    engine = create_engine(database.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    _runner.upgrade(environment_copy, database.url_string, 30)
+    try:
+        with engine.begin() as connection:
+            assert _runner.upgrade(environment_copy, connection, 30) == "0001"
+        add_table_revisions(environment_copy, "acb")
+        refused = pytest.raises(UnsupportedConnectionError, match=r"outside the begin\(\) block")
+        with engine.begin() as connection, refused:
+            _runner.upgrade(environment_copy, connection, 30)
+        assert version_rows(database) == ["0001"]
+        _runner.upgrade(environment_copy, database.url_string, 30)
+        with engine.begin() as connection:
+            assert _runner.upgrade(environment_copy, connection, 30) == "0003"
+    finally:
+        engine.dispose()
+    assert lock_is_free(database)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -191,6 +192,34 @@ def test_upgrade_from_inside_a_granite_assets_revision_fails_at_once(
     )
     with pytest.raises(MigrationError, match="from inside one of its own migrations"):
         _runner.upgrade(environment_copy, database.url_string, 300)
+
+
+@pytest.mark.parametrize("through", ["op.get_bind().engine", "op.get_bind()"])
+def test_a_revision_upgrading_its_own_database_again_is_refused_at_once_and_said_once(
+    database: Database, environment_copy: Path, through: str
+) -> None:
+    """Through the bind's engine or the bind itself, a nested upgrade of the same database is refused
+    before any lock (which its own outer call holds), in one sentence, on every backend."""
+    add_revision(
+        environment_copy,
+        "0002",
+        "0001",
+        "from pathlib import Path\nfrom granite_assets import _runner\n"
+        f"_runner.upgrade(Path({str(environment_copy)!r}), {through}, 30)",
+        message="nested",
+    )
+    engine = create_engine(database.url, poolclass=NullPool)
+    started = time.monotonic()
+    try:
+        with pytest.raises(MigrationError) as caught:
+            _runner.upgrade(environment_copy, engine, 30)
+    finally:
+        engine.dispose()
+    assert time.monotonic() - started < 10  # not the 30 s lock_timeout
+    message = str(caught.value)
+    assert "from inside one of its own migrations" in message
+    assert message.count("failed on") == 1
+    assert "not inside your transaction" not in message
 
 
 @pytest.mark.parametrize(

@@ -35,14 +35,19 @@ def _take(budget: float) -> bool:
     return _alembic_run.acquire(timeout=budget)  # a plain thread may block, a slice at a time
 
 
-@contextmanager
-def alembic_run(timeout: float, where: str) -> Iterator[None]:
-    """Hold the process's Alembic lock, and restore the Alembic proxies found on entry, on exit."""
+def refuse_nested(where: str) -> None:
+    """Refuse a migration asked for from inside one of ours, before it waits for a lock its caller holds."""
     if _running.get():
         raise MigrationError(
             f"granite-assets was asked to migrate {where} from inside one of its own migrations "
             "(a revision, or a callback it runs); that would wait for itself. Call it before or after."
         )
+
+
+@contextmanager
+def alembic_run(timeout: float, where: str) -> Iterator[None]:
+    """Hold the process's Alembic lock, and restore the Alembic proxies found on entry, on exit."""
+    refuse_nested(where)
     if not wait_for(
         _take,
         timeout=timeout,

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 from sqlalchemy import Connection
+
+# The caller's connection granite-assets is working on in this thread or task, if any.
+_borrowed: ContextVar[Connection | None] = ContextVar("granite_assets_borrowed", default=None)
 
 
 def in_autocommit(connection: Connection) -> bool:
@@ -21,8 +25,10 @@ def use_autocommit(connection: Connection, *, on: bool) -> None:
     double the cost of the no-op path; the setting is only a flag on the driver's connection,
     and the pool restores the connection's level when it is returned. Alembic always runs with
     the normal level (:func:`transactional`), so each revision keeps its own transaction.
+    A caller's connection is left at its level: switching back would set the dialect's default
+    explicitly, over a level the session chose with SQL (``SET default_transaction_isolation``).
     """
-    if connection.dialect.name != "postgresql":
+    if connection.dialect.name != "postgresql" or connection is _borrowed.get():
         return
     wanted = "AUTOCOMMIT" if on else connection.default_isolation_level
     if (
@@ -45,9 +51,11 @@ def handed_back_as_it_came(connection: Connection) -> Iterator[None]:
     autocommit = in_autocommit(connection)
     level = connection.get_execution_options().get("isolation_level")
     theirs = connection.in_transaction()
+    token = _borrowed.set(connection)
     try:
         yield
     finally:
+        _borrowed.reset(token)
         if not connection.closed and not connection.invalidated:
             if connection.in_transaction() and (not theirs or autocommit != in_autocommit(connection)):
                 connection.rollback()

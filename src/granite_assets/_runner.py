@@ -37,7 +37,7 @@ from granite_assets._failures import (
     unknown_revision,
 )
 from granite_assets._history import History, Revision, load_history
-from granite_assets._inprocess import alembic_run
+from granite_assets._inprocess import alembic_run, refuse_nested
 from granite_assets._isolation import handed_back_as_it_came, in_autocommit, transactional, use_autocommit
 from granite_assets._plan import Job, Plan, count_through, downgrade_plan, pending, plan
 from granite_assets._sqlite import (
@@ -117,6 +117,7 @@ def migrate_target(db: Database, job: Job) -> str | None:
         current = stored_revision(given, db, keep_transaction=True)
         if not plan(job.history, current, job.destination, db, given).steps:
             return current
+        refuse_nested(db.where)
         refuse_unsafe_connection(given, db)
         return migrate_on_callers_connection(db, given, job)
     own = replace(db, connection=None)  # committed revision by revision, as on a connection of ours
@@ -127,9 +128,37 @@ def migrate_target(db: Database, job: Job) -> str | None:
         # database (USE) or schema (search_path), and may be the engine's only connection; so it is
         # migrated as is, and handed back as it came.
         with handed_back_as_it_came(given):
+            if in_begin_block(given):  # in AUTOCOMMIT: its transaction commits nothing, but is theirs
+                return read_in_begin_block(db, given, job)
             return migrate_on_own_terms(own, given, job)
     with connect(own) as connection:
         return migrate_on_own_terms(own, connection, job)
+
+
+def in_begin_block(connection: Connection) -> bool:
+    """Tell whether the caller's connection is inside a ``with connection.begin()`` block.
+
+    Such a block's transaction must be left to it; one SQLAlchemy began by itself may be ended.
+    """
+    return connection._trans_context_manager is not None  # noqa: SLF001 - SQLAlchemy 2.0 and 2.1
+
+
+def read_in_begin_block(db: Database, connection: Connection, job: Job) -> str | None:
+    """The revision of a database at the job's destination; a refusal when there is work to do.
+
+    Revisions need real transactions, and SQLAlchemy lets no isolation level change while a
+    ``begin()`` block is open, even one in AUTOCOMMIT, which commits nothing of its own.
+    """
+    current = stored_revision(connection, db, keep_transaction=True)
+    if not plan(job.history, current, job.destination, db, connection).steps:
+        return current
+    refuse_nested(db.where)
+    raise UnsupportedConnectionError(
+        f"granite-assets has revisions to apply to {db.where}, but your connection is in AUTOCOMMIT "
+        "inside a begin() block: each revision needs a real transaction, which SQLAlchemy cannot begin "
+        "on that connection until the block ends. Nothing was changed. Call it outside the begin() "
+        "block (on a connection from engine.connect()), or pass the Engine."
+    )
 
 
 def in_callers_transaction(connection: Connection) -> bool:
@@ -143,6 +172,7 @@ def migrate_on_own_terms(db: Database, connection: Connection, job: Job) -> str 
     current = stored_revision(connection, db, keep_transaction=False)
     if not plan(job.history, current, job.destination, db, connection).steps:
         return current
+    refuse_nested(db.where)
     return migrate_locked(db, connection, job)
 
 
@@ -253,7 +283,7 @@ def migrate_locked(db: Database, connection: Connection, job: Job) -> str | None
         connection.rollback()
     if connection.dialect.name == "sqlite":
         with (
-            sqlite_foreign_keys_off(connection) as checking,
+            sqlite_foreign_keys_off(connection, db) as checking,
             _locking.sqlite_write_lock(connection, db, job.lock_timeout),
         ):
             before: Counter[tuple[str, ...]] = foreign_key_violations(connection) if checking else Counter()
