@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import BACKENDS, Database, add_revision, backend_params
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.pool import NullPool
 from support import holding_lock, version_rows
 
@@ -193,3 +193,62 @@ def test_deferred_transactions_that_cannot_wait_for_the_write_lock_say_so(
             output.startswith("UnsupportedConnectionError") and "BEGIN IMMEDIATE" in output
         ), output
     assert version_rows(database) == ["0002"]
+
+
+def engine_with_the_pysqlite_recipe(database: Database, *, foreign_keys: bool = False) -> Engine:
+    """SQLAlchemy's recipe for real pysqlite transactions: the driver's BEGIN off, a BEGIN per transaction."""
+    engine = create_engine(database.url, poolclass=NullPool)
+
+    @event.listens_for(engine, "connect")
+    def no_driver_begin(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        dbapi_connection.isolation_level = None
+        if foreign_keys:
+            dbapi_connection.execute("PRAGMA foreign_keys = ON")
+
+    @event.listens_for(engine, "begin")
+    def begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+@pytest.mark.parametrize("target", ["engine", "connection"])
+def test_the_pysqlite_transaction_recipe_is_migrated(
+    database: Database, environment_copy: Path, target: str
+) -> None:
+    """An engine on SQLAlchemy's pysqlite recipe, and a fresh connection of it, are migrated and committed."""
+    add_revision(environment_copy, "0002", "0001", ASSET_TABLE, message="asset")
+    engine = engine_with_the_pysqlite_recipe(database)
+    try:
+        if target == "engine":
+            assert _runner.upgrade(environment_copy, engine, 30) == "0002"
+        else:
+            with engine.connect() as connection:
+                assert _runner.upgrade(environment_copy, connection, 30) == "0002"
+                assert not connection.in_transaction()
+    finally:
+        engine.dispose()
+    assert version_rows(database) == ["0002"]
+
+
+def test_the_pysqlite_recipe_with_foreign_keys_on_keeps_the_hosts_rows_through_a_rebuild(
+    database: Database, environment_copy: Path
+) -> None:
+    """With the recipe every statement begins a transaction, where PRAGMA foreign_keys is ignored: the
+    switch must still happen, or a table rebuild deletes the host's rows through ON DELETE CASCADE."""
+    add_revision(environment_copy, "0002", "0001", ASSET_TABLE, message="asset")
+    add_revision(environment_copy, "0003", "0002", REBUILD, message="rebuild")
+    _runner.upgrade(environment_copy, database.url_string, 30)
+    _runner.downgrade(environment_copy, database.url_string, "0002", 30)
+    database.execute(
+        "INSERT INTO granite_assets_asset (id, name) VALUES (1, 'a')",
+        "CREATE TABLE host_orders (id INTEGER PRIMARY KEY, asset_id INTEGER "
+        "REFERENCES granite_assets_asset (id) ON DELETE CASCADE)",
+        "INSERT INTO host_orders (id, asset_id) VALUES (1, 1)",
+    )
+    engine = engine_with_the_pysqlite_recipe(database, foreign_keys=True)
+    try:
+        assert _runner.upgrade(environment_copy, engine, 30) == "0003"
+    finally:
+        engine.dispose()
+    assert database.scalar_rows("SELECT count(*) FROM host_orders") == [1]

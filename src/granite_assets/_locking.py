@@ -304,7 +304,7 @@ def sqlite_write_lock(
     caller's connection that already has a transaction open, that transaction is used as is.
     """
     raw: Any = connection.connection.dbapi_connection
-    if callers and getattr(raw, "in_transaction", False):
+    if callers and in_driver_transaction(raw, unknown=True):  # never commit what may be the caller's
         yield
         return
     if not callers and connection.in_transaction():
@@ -319,6 +319,12 @@ def sqlite_write_lock(
         connection.exec_driver_sql(f"PRAGMA busy_timeout = {sqlite_busy_ms(_SQLITE_SLICE)}")
 
         def begin_immediate(_budget: float) -> bool:
+            if not connection.in_transaction():
+                connection.begin()  # SQLAlchemy's marker, and whatever a "begin" listener sends
+            if not callers and in_driver_transaction(raw, unknown=False):
+                # A host's "begin" listener (SQLAlchemy's pysqlite recipe) sent a plain BEGIN, which
+                # holds nothing yet: it makes way for ours, which must take the write lock now.
+                connection.exec_driver_sql("ROLLBACK")
             try:
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
             except OperationalError as exc:
@@ -354,3 +360,16 @@ def sqlite_write_lock(
         if not callers:
             connection.rollback()
         raw.isolation_level = saved_level
+
+
+def in_driver_transaction(raw: Any, *, unknown: bool) -> bool:
+    """Tell whether a SQLite driver connection has a transaction open; ``unknown`` when it cannot say.
+
+    pysqlite says so itself; SQLAlchemy's aiosqlite adapter keeps aiosqlite's connection, which
+    does, one level down.
+    """
+    for candidate in (raw, getattr(raw, "_connection", None)):
+        state = getattr(candidate, "in_transaction", None)
+        if isinstance(state, bool):
+            return state
+    return unknown

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
@@ -14,27 +15,46 @@ from granite_assets._target import Database
 
 
 @contextmanager
-def sqlite_foreign_keys_off(connection: Connection) -> Iterator[bool]:
+def sqlite_foreign_keys_off(connection: Connection, db: Database) -> Iterator[bool]:
     """Switch SQLite's foreign keys off for the migration when they are on; say whether they were.
 
     A table rebuild (Alembic's batch mode) drops the old table, and with foreign keys on, that
     deletes every row referring to it through ``ON DELETE CASCADE``. The pragma can only change
-    outside a transaction, so this wraps the write lock's transaction.
+    outside a transaction, so this wraps the write lock's transaction. It is set on the driver's
+    own cursor: through SQLAlchemy, a host's "begin" listener would open a transaction first, in
+    which SQLite ignores the pragma without a word.
     """
-    was_on = bool(connection.exec_driver_sql("PRAGMA foreign_keys").scalar())
-    if connection.in_transaction():
-        connection.rollback()
+    was_on = _foreign_keys(connection)
     if not was_on:
         yield False
         return
-    connection.exec_driver_sql("PRAGMA foreign_keys = OFF")
+    _foreign_keys(connection, "OFF")
+    if _foreign_keys(connection):
+        raise MigrationFailedError(
+            f"granite-assets could not switch SQLite's foreign keys off on {db.where} (a transaction "
+            "was open), and a table rebuild with them on would delete the rows that refer to the "
+            "rebuilt table. Nothing was changed.",
+            None,
+        )
     try:
         yield True
     finally:
-        if connection.in_transaction():
-            connection.rollback()
-        connection.exec_driver_sql("PRAGMA foreign_keys = ON")
+        _foreign_keys(connection, "ON")
+
+
+def _foreign_keys(connection: Connection, switch: str | None = None) -> bool:
+    """Read (or switch, then read) PRAGMA foreign_keys outside any transaction, on the driver's cursor."""
+    if connection.in_transaction():
         connection.rollback()
+    raw: Any = connection.connection.dbapi_connection
+    cursor = raw.cursor()
+    try:
+        if switch is not None:
+            cursor.execute(f"PRAGMA foreign_keys = {switch}")
+        cursor.execute("PRAGMA foreign_keys")
+        return bool(cursor.fetchone()[0])
+    finally:
+        cursor.close()
 
 
 def foreign_key_violations(connection: Connection) -> Counter[tuple[str, ...]]:
