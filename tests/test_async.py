@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import pytest
 from conftest import ASYNC_DRIVERS, BACKENDS, Backend, Database, add_revision, backend_params, fresh_database
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 from support import holding_lock
@@ -168,6 +169,10 @@ def test_async_engine_with_pending_work_reaches_head(
         (
             "postgresql+asyncpg://app@db/app?timeout=5&options=-csearch_path%3Dga",
             "postgresql+psycopg://app@db/app?connect_timeout=5&options=-csearch_path%3Dga",
+        ),
+        (
+            "postgresql+asyncpg://app@db/app?ssl=require&sslmode=verify-full&timeout=5&connect_timeout=9",
+            "postgresql+psycopg://app@db/app?connect_timeout=9&sslmode=verify-full",
         ),
     ],
 )
@@ -351,3 +356,28 @@ def test_async_engine_with_schema_translate_map_is_refused(database: Database) -
 
     asyncio.run(main())
     assert VERSION_TABLE not in database.table_names()
+
+
+def test_aiosqlite_callers_written_transaction_is_not_committed_by_the_call(
+    tmp_path: Path, environment_copy: Path
+) -> None:
+    """An aiosqlite AsyncConnection whose transaction has written: the migration joins it and commits
+    nothing, so the caller's rollback discards the caller's row with the migration."""
+    add_revision(environment_copy, "0002", "0001", message="second")
+    with fresh_database(Backend("sqlite", "pysqlite"), tmp_path) as database:
+        database.execute("CREATE TABLE host_orders (id INTEGER)")
+
+        async def main() -> object:
+            engine = create_async_engine(database.with_driver("aiosqlite"), poolclass=NullPool)
+            try:
+                async with engine.connect() as connection:
+                    await connection.execute(text("INSERT INTO host_orders VALUES (1)"))
+                    revision = await _async.upgrade_async(environment_copy, connection, 30)
+                    await connection.rollback()
+                    return revision
+            finally:
+                await engine.dispose()
+
+        assert asyncio.run(main()) == "0002"
+        assert database.scalar_rows("SELECT count(*) FROM host_orders") == [0]
+        assert VERSION_TABLE not in database.table_names()

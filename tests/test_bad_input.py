@@ -511,8 +511,17 @@ def test_pg8000_aborted_transaction_says_to_roll_back(tmp_path: Path) -> None:
         pytest.param(Backend("mysql", "pymysql"), "ssl=true", marks=pytest.mark.mysql),
         pytest.param(Backend("mysql", "pymysql"), "sslmode=require", marks=pytest.mark.mysql),
         pytest.param(Backend("sqlite", "pysqlite"), "timeout=abc", marks=pytest.mark.sqlite),
+        pytest.param(Backend("postgresql", "psycopg2"), "foo=bar", marks=pytest.mark.postgresql),
+        pytest.param(Backend("postgresql", "psycopg"), "foo=bar", marks=pytest.mark.postgresql),
     ],
-    ids=["pg8000-sslmode", "pymysql-ssl-true", "pymysql-sslmode", "sqlite-timeout-abc"],
+    ids=[
+        "pg8000-sslmode",
+        "pymysql-ssl-true",
+        "pymysql-sslmode",
+        "sqlite-timeout-abc",
+        "psycopg2-unknown",
+        "psycopg-unknown",
+    ],
 )
 def test_a_query_parameter_the_driver_refuses_is_an_invalid_url(
     backend: Backend, query: str, tmp_path: Path

@@ -161,7 +161,10 @@ def connect(db: Database) -> Iterator[Connection]:
     except ImportError as exc:
         failure = missing_driver(db.url, exc)
     except DBAPIError as exc:
-        failure = connection_error(db, driver_text(exc.orig), exc.orig)
+        if "invalid connection option" in str(exc.orig):  # libpq refusing a URL option
+            failure = refused_options(db.url, exc.orig)
+        else:
+            failure = connection_error(db, driver_text(exc.orig), exc.orig)
     except OSError as exc:  # drivers such as asyncpg let the socket's own error through
         failure = connection_error(db, f"{type(exc).__name__}: {exc}", exc)
     except (TypeError, ValueError, AttributeError) as exc:  # a driver's connect() choking on its arguments

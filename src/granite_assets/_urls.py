@@ -169,10 +169,12 @@ def _libpq_query(query: Mapping[str, str | tuple[str, ...]]) -> dict[str, str | 
     for key, value in query.items():
         if key in _ASYNCPG_ONLY:
             continue
-        if key == "ssl" and isinstance(value, str) and "sslmode" not in query:
-            converted["sslmode"] = _SSL_MODES.get(value.lower(), value)
-        elif key == "timeout" and "connect_timeout" not in query:
-            converted["connect_timeout"] = value
+        if key == "ssl":  # libpq's own sslmode, when the URL has both, says it for libpq
+            if isinstance(value, str) and "sslmode" not in query:
+                converted["sslmode"] = _SSL_MODES.get(value.lower(), value)
+        elif key == "timeout":
+            if "connect_timeout" not in query:
+                converted["connect_timeout"] = value
         else:
             converted[key] = value
     return converted
@@ -256,7 +258,7 @@ def create_owned_engine(
         raise refused_options(url, exc) from None
 
 
-def refused_options(url: URL, exc: Exception) -> InvalidURLError:
+def refused_options(url: URL, exc: BaseException | None) -> InvalidURLError:
     """The error for a URL whose options the dialect or the driver's connect() chokes on."""
     reason = " ".join(scrub(str(exc), url).split())
     return InvalidURLError(
