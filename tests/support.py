@@ -34,6 +34,25 @@ WORKER = Path(__file__).with_name("upgrade_worker.py")
 STARTED_VARIABLE = "GA_TEST_STARTED"
 RELEASE_VARIABLE = "GA_TEST_RELEASE"
 
+#: A host's own first revision, creating the host table ``host_orders``.
+HOST_REVISION = """
+import sqlalchemy as sa
+from alembic import op
+
+revision = "host1"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.create_table("host_orders", sa.Column("id", sa.Integer, primary_key=True))
+
+
+def downgrade():
+    op.drop_table("host_orders")
+"""
+
 
 def new_password() -> str:
     """A password no test has used before, to look for in messages and logs."""

@@ -11,7 +11,16 @@ from conftest import BACKENDS, Backend, Database, add_revision, backend_params, 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool, QueuePool
-from support import Workers, add_table_revisions, holding_lock, lock_is_free, record_body, runs, version_rows
+from support import (
+    HOST_REVISION,
+    Workers,
+    add_table_revisions,
+    holding_lock,
+    lock_is_free,
+    record_body,
+    runs,
+    version_rows,
+)
 
 from granite_assets import _isolation, _runner
 from granite_assets.migrations import (
@@ -349,24 +358,6 @@ with connectable.connect() as connection:
     context.configure(connection=connection, target_metadata=None)
     with context.begin_transaction():
         context.run_migrations()
-"""
-
-HOST_REVISION = """
-import sqlalchemy as sa
-from alembic import op
-
-revision = "host1"
-down_revision = None
-branch_labels = None
-depends_on = None
-
-
-def upgrade():
-    op.create_table("host_orders", sa.Column("id", sa.Integer, primary_key=True))
-
-
-def downgrade():
-    op.drop_table("host_orders")
 """
 
 

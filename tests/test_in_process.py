@@ -18,7 +18,7 @@ from conftest import ASYNC_DRIVERS, BACKENDS, Backend, Database, add_revision, b
 from sqlalchemy import create_engine
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool, StaticPool
-from support import version_rows
+from support import HOST_REVISION, version_rows
 
 from granite_assets import _async, _runner, migrations
 from granite_assets.migrations import MigrationError
@@ -115,24 +115,6 @@ with engine.connect() as connection:
         context.run_migrations()
     connection.commit()
 engine.dispose()
-"""
-
-HOST_REVISION = """
-import sqlalchemy as sa
-from alembic import op
-
-revision = "host1"
-down_revision = None
-branch_labels = None
-depends_on = None
-
-
-def upgrade():
-    op.create_table("host_orders", sa.Column("id", sa.Integer, primary_key=True))
-
-
-def downgrade():
-    op.drop_table("host_orders")
 """
 
 
