@@ -35,8 +35,10 @@ from alembic import command
 from sqlalchemy import URL, create_engine, make_url, text
 from sqlalchemy.pool import NullPool
 
-from granite_assets import _runner
-from granite_assets._history import VERSION_TABLE, bundled_directory, write_manifest
+from granite_assets.migrations import _runner
+from granite_assets.migrations._history import bundled_directory
+from granite_assets.migrations._manifest import write_manifest
+from granite_assets.migrations._names import VERSION_TABLE
 
 TARGETS = {
     "noop_vs_floor": 1.5,

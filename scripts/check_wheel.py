@@ -171,7 +171,7 @@ def build(project: Path, out_dir: Path) -> tuple[Path, Path]:
 
 def wheel_manifest_problems(wheel: Path, scratch: Path) -> list[str]:
     """How the wheel's ``revisions.json`` differs from the wheel's own revision files."""
-    from granite_assets._history import manifest_problems
+    from granite_assets.migrations._manifest import manifest_problems
 
     unpacked = scratch / "unpacked"
     with zipfile.ZipFile(wheel) as archive:

@@ -3,7 +3,7 @@
 Three checks, each listing what it found:
 
 - the revision history has exactly one head;
-- ``revisions.json`` matches the revision files (``granite_assets._history.manifest_problems``),
+- ``revisions.json`` matches the revision files (``granite_assets.migrations._history.manifest_problems``),
   each revision's ``backward_compatible`` flag included;
 - autogenerate finds nothing to do: Alembic's ``check`` command, run through the bundled
   ``alembic.ini`` without a database URL, so that ``env.py`` compares the models with a scratch
@@ -11,10 +11,11 @@ Three checks, each listing what it found:
 
 And warnings, which do not fail it, about each revision's ``backward_compatible`` flag: a revision
 that leaves it out (it then counts as ``False``), and a revision declared compatible whose
-``upgrade()`` holds an operation that ``make migrate-create`` would not have proposed as compatible
-(``granite_assets._compat_proposal``). The operations are found by calling ``upgrade()`` with a
-recording stand-in for ``op``, which collects the operation objects instead of running them:
-the exact operations, arguments evaluated, with no database and no parsing of Python by hand.
+``upgrade()`` holds an operation that ``make migrate-create`` would not have proposed as
+compatible (``granite_assets.migrations._compatibility_proposal``). The operations are found by
+calling ``upgrade()`` with a recording stand-in for ``op``, which collects the operation objects
+instead of running them: the exact operations, arguments evaluated, with no database and no
+parsing of Python by hand.
 An ``upgrade()`` that needs a database to decide (``op.get_bind()``) cannot be read this way and
 is reported as such.
 
@@ -149,7 +150,7 @@ def flag_warnings(directory: Path) -> list[str]:
     """What to confirm about the revisions' ``backward_compatible`` flags; empty when nothing."""
     from alembic.script import ScriptDirectory
 
-    from granite_assets._compat_proposal import propose
+    from granite_assets.migrations._compatibility_proposal import propose
 
     warnings = []
     for script in reversed(list(ScriptDirectory(str(directory)).walk_revisions())):
@@ -187,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    from granite_assets._history import manifest_problems
-    from granite_assets._naming import names_without_prefix
+    from granite_assets.migrations._manifest import manifest_problems
+    from granite_assets.migrations._naming import names_without_prefix
     from granite_assets.models import TABLE_PREFIX, Base
 
     failures: dict[str, list[str]] = {}

@@ -5,8 +5,8 @@ database URL, brings a scratch SQLite database in a temporary folder to the curr
 compares it with the models, and deletes it. The new file gets the next sequential id
 (``0002_add_asset_metadata_table.py``), is formatted with ruff, and ``revisions.json`` is
 regenerated. The file says ``backward_compatible = True`` or ``False``, a value proposed from the
-generated operations (only additions are compatible; see ``granite_assets._compat_proposal``),
-which the maintainer confirms or corrects in review.
+generated operations (only additions are compatible; see
+``granite_assets.migrations._compatibility_proposal``), which the maintainer confirms or corrects in review.
 
 Usage::
 

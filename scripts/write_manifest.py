@@ -1,7 +1,7 @@
 """Regenerate ``revisions.json``, the manifest of the bundled revisions, or check that it is current.
 
 The manifest lets a database already at head be checked without importing Alembic (see
-``granite_assets._history``). ``make migrate-create`` regenerates it after writing a revision; run
+``granite_assets.migrations._history``). ``make migrate-create`` regenerates it after writing a revision; run
 this after renaming, editing or deleting a revision file by hand.
 
 Usage::
@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # This checkout's code, not whichever granite_assets the virtual environment points at.
     sys.path.insert(0, str(ROOT / "src"))
-    from granite_assets._history import MANIFEST_NAME, manifest_problems, write_manifest
+    from granite_assets.migrations._history import MANIFEST_NAME
+    from granite_assets.migrations._manifest import manifest_problems, write_manifest
 
     directory: Path = args.directory.resolve()
     manifest = directory / MANIFEST_NAME

@@ -27,7 +27,8 @@ import pytest
 from sqlalchemy import URL, create_engine, make_url, text
 from sqlalchemy.pool import NullPool
 
-from granite_assets._history import bundled_directory, write_manifest
+from granite_assets.migrations._history import bundled_directory
+from granite_assets.migrations._manifest import write_manifest
 
 SERVER_VARIABLES = {
     "postgresql": "GRANITE_ASSETS_TEST_POSTGRESQL_URL",

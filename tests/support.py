@@ -26,8 +26,9 @@ from conftest import Database, _admin_execute, add_revision, require_server
 from sqlalchemy import URL, create_engine, text
 from sqlalchemy.pool import NullPool
 
-from granite_assets._history import VERSION_TABLE
-from granite_assets._locking import POSTGRESQL_LOCK_KEY, DatabaseLock
+from granite_assets.migrations._backends.mysql import NamedLock
+from granite_assets.migrations._backends.postgresql import LOCK_KEY as POSTGRESQL_LOCK_KEY
+from granite_assets.migrations._names import VERSION_TABLE
 
 WORKER = Path(__file__).with_name("upgrade_worker.py")
 #: Environment variables that make a hold_body() revision signal it started and wait.
@@ -129,7 +130,7 @@ def snapshot(database: Database) -> tuple[frozenset[str], list[str] | None]:
 
 def mysql_lock_name(database: Database) -> str:
     """The ``GET_LOCK`` name granite-assets uses for ``database``."""
-    return DatabaseLock("mysql", database.url.database).mysql_name
+    return NamedLock(database.url.database).server_name
 
 
 @contextmanager

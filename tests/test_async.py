@@ -20,11 +20,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 from support import holding_lock
 
-from granite_assets import _async, _runner
 from granite_assets.migrations import (
     VERSION_TABLE,
     AsyncDriverURLError,
     UnsupportedConnectionError,
+    _async,
+    _runner,
     head_revision,
     to_sync_url,
     upgrade_to_head,

@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 from support import holding_lock, login, new_password, snapshot, url_with_password
 
-from granite_assets import _runner, _target, _urls, migrations
+from granite_assets import migrations
 from granite_assets.migrations import (
     VERSION_TABLE,
     AsyncDriverURLError,
@@ -33,7 +33,11 @@ from granite_assets.migrations import (
     MigrationError,
     MigrationFailedError,
     MissingDependencyError,
+    _messages,
+    _runner,
+    _urls,
 )
+from granite_assets.migrations._backends import base as backend_base
 
 SERVERS = ("postgresql", "mysql")
 ALL = ("sqlite", "postgresql", "mysql")
@@ -99,7 +103,7 @@ def unreachable(database: Database, password: str, stack: ExitStack) -> URL:
 def silent_server(database: Database, password: str, stack: ExitStack) -> URL:
     """A server that accepts the TCP connection and never answers: the connect wait must end."""
     patch = stack.enter_context(pytest.MonkeyPatch.context())
-    patch.setattr(_urls, "CONNECT_TIMEOUT", 2)
+    patch.setattr(backend_base, "CONNECT_TIMEOUT", 2)
     listener = stack.enter_context(socket.socket())
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)  # the kernel completes the handshake; nothing ever reads or answers
@@ -562,7 +566,7 @@ def test_a_query_parameter_the_driver_refuses_is_an_invalid_url(
 )
 def test_a_drivers_message_is_folded_into_sentences(message: str, folded: str) -> None:
     """Wrapped lines join the sentence they continue, and PostgreSQL's caret line is left out."""
-    assert _target.one_line(message) == folded
+    assert _messages.one_line(message) == folded
 
 
 @pytest.mark.parametrize(

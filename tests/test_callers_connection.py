@@ -22,7 +22,6 @@ from support import (
     version_rows,
 )
 
-from granite_assets import _isolation, _runner
 from granite_assets.migrations import (
     VERSION_TABLE,
     DatabaseConnectionError,
@@ -30,6 +29,8 @@ from granite_assets.migrations import (
     MigrationFailedError,
     MigrationLockTimeoutError,
     UnsupportedConnectionError,
+    _isolation,
+    _runner,
     check_up_to_date,
     current_revision,
     head_revision,

@@ -16,8 +16,9 @@ from conftest import add_revision
 from migrate_check import flag_warnings, upgrade_operations
 from test_maintainer_e2e import ENVIRONMENT, ROOT, copy_project, run
 
-from granite_assets._compat_proposal import propose
-from granite_assets._history import MANIFEST_NAME, manifest_problems, write_manifest
+from granite_assets.migrations._compatibility_proposal import propose
+from granite_assets.migrations._history import MANIFEST_NAME
+from granite_assets.migrations._manifest import manifest_problems, write_manifest
 
 TABLE = "granite_assets_proposal_asset"
 OTHER = "granite_assets_other"

@@ -22,8 +22,8 @@ from support import (
     wait_for,
 )
 
-from granite_assets import _runner
-from granite_assets._history import VERSION_TABLE
+from granite_assets.migrations import _runner
+from granite_assets.migrations._names import VERSION_TABLE
 
 REPLICAS = 16
 ROUNDS = 3

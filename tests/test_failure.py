@@ -10,8 +10,7 @@ import pytest
 from conftest import BACKENDS, Database, add_revision, backend_params
 from support import new_password, url_with_password, version_rows
 
-from granite_assets import _runner
-from granite_assets.migrations import MigrationFailedError
+from granite_assets.migrations import MigrationFailedError, _runner
 
 VERSION_TABLE = "granite_assets_alembic_version"
 TABLE_0002 = "granite_assets_first"

@@ -30,16 +30,15 @@ from host_support import alembic as alembic_command
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.pool import NullPool
 
-from granite_assets import _runner
-from granite_assets._compat import COMPATIBILITY_TABLE
-from granite_assets._host_filter import OWN_TABLE_PREFIX
 from granite_assets.migrations import (
     VERSION_TABLE,
+    _runner,
     current_revision,
     head_revision,
     include_name,
     upgrade_to_head,
 )
+from granite_assets.migrations._names import COMPATIBILITY_TABLE
 from granite_assets.models import TABLE_PREFIX
 
 pytestmark = pytest.mark.slow
@@ -253,8 +252,7 @@ def test_include_name(name: str | None, type_: str, parents: dict[str, str | Non
 
 
 def test_the_filter_knows_every_granite_assets_table() -> None:
-    """The filter's prefix is the models' prefix, and the bookkeeping tables carry it."""
-    assert OWN_TABLE_PREFIX == TABLE_PREFIX
-    assert VERSION_TABLE.startswith(OWN_TABLE_PREFIX)
-    assert COMPATIBILITY_TABLE.startswith(OWN_TABLE_PREFIX)
-    assert re.fullmatch(r"[a-z_]+_", OWN_TABLE_PREFIX)
+    """The filter hides the bookkeeping tables and every table named with the models' prefix."""
+    assert re.fullmatch(r"[a-z_]+_", TABLE_PREFIX)
+    for table in (VERSION_TABLE, COMPATIBILITY_TABLE, f"{TABLE_PREFIX}asset"):
+        assert include_name(table, "table", {}) is False

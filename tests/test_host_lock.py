@@ -25,16 +25,20 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool, StaticPool
 from support import holding_lock, lock_is_free, new_password, url_with_password, wait_for
 
-from granite_assets import _host_lock
-from granite_assets._locking import POSTGRESQL_HOST_NAMESPACE, DatabaseLock
-from granite_assets._target import Database as ResolvedDatabase
 from granite_assets.migrations import (
     InvalidURLError,
     MigrationLockTimeoutError,
+    _host_lock,
     head_revision,
     migration_lock,
     upgrade_to_head,
 )
+from granite_assets.migrations._backends import sqlite
+from granite_assets.migrations._backends.base import ServerLock
+from granite_assets.migrations._backends.mysql import NamedLock
+from granite_assets.migrations._backends.postgresql import HOST_NAMESPACE as POSTGRESQL_HOST_NAMESPACE
+from granite_assets.migrations._backends.postgresql import AdvisoryLock
+from granite_assets.migrations._database import Database as ResolvedDatabase
 
 SERVER_BACKENDS = [b for b in BACKENDS if b.name != "sqlite"]
 
@@ -113,7 +117,7 @@ def test_timeout_names_the_lock_and_how_to_find_its_holder(database: Database, t
             assert len(database.scalar_rows(query.group())) == 1
             assert f"advisory lock {POSTGRESQL_HOST_NAMESPACE}," in message
         elif database.backend.name == "mysql":
-            name = DatabaseLock("mysql", database.url.database, name="myapp").mysql_name
+            name = NamedLock(database.url.database, name="myapp").server_name
             assert f"SELECT IS_USED_LOCK('{name}')" in message
             assert database.scalar_rows(f"SELECT IS_USED_LOCK('{name}')") != [None]
         else:
@@ -345,14 +349,14 @@ def test_a_bad_timeout_is_refused(timeout: object, tmp_path: Path) -> None:
 
 def test_the_lock_keys_of_a_name() -> None:
     """PostgreSQL's keys are the host namespace and the name's CRC-32; MySQL's name carries both names."""
-    lock = DatabaseLock("postgresql", "app", name="myapp")
-    namespace, key = (int(k) for k in lock.postgresql_keys.split(", "))
+    lock = AdvisoryLock(name="myapp")
+    namespace, key = (int(k) for k in lock.keys.split(", "))
     assert namespace == POSTGRESQL_HOST_NAMESPACE == 1752134516
     assert -(2**31) <= key < 2**31
-    assert DatabaseLock("mysql", "app", name="myapp").mysql_name == "granite_assets_host.myapp.app"
+    assert NamedLock("app", name="myapp").server_name == "granite_assets_host.myapp.app"
     assert (
         os.path.basename(  # noqa: PTH119
-            _host_lock.lock_file(_sqlite_database("/srv/app.db"), "myapp")
+            sqlite.lock_file(_sqlite_database("/srv/app.db"), "myapp")
         )
         == "app.db.granite-assets-myapp.lock"
     )
@@ -417,14 +421,16 @@ def test_a_lock_that_cannot_be_released_goes_with_its_session(
 ) -> None:
     """When releasing fails, the session is closed rather than handed back to the pool still locked."""
 
-    def refuse(_lock: DatabaseLock, _connection: object) -> None:
+    def refuse(_lock: ServerLock, _connection: object) -> None:
         raise DBAPIError("SELECT pg_advisory_unlock(...)", None, RuntimeError("the server said no"))
 
     engine = create_engine(database.url, pool_size=1, max_overflow=0)
     try:
         with caplog.at_level(logging.WARNING, logger="granite_assets"):
             with migration_lock(engine, name="myapp"):
-                monkeypatch.setattr(DatabaseLock, "release", refuse)
+                monkeypatch.setattr(
+                    AdvisoryLock if database.backend.name == "postgresql" else NamedLock, "release", refuse
+                )
             monkeypatch.undo()
         assert "the server said no" in caplog.text
         assert can_take(database.url_string, "myapp")

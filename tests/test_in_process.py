@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool, StaticPool
 from support import HOST_REVISION, version_rows
 
-from granite_assets import _async, _runner, migrations
-from granite_assets.migrations import MigrationError
+from granite_assets import migrations
+from granite_assets.migrations import MigrationError, _async, _runner
 
 TENANTS = 4
 REVISIONS = ("0002", "0003", "0004", "0005")
@@ -101,7 +101,7 @@ from alembic import context
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from granite_assets import _runner
+from granite_assets.migrations import _runner
 
 config = context.config
 engine = create_engine(config.get_main_option("sqlalchemy.url"), poolclass=NullPool)
@@ -168,7 +168,7 @@ def test_upgrade_from_inside_a_granite_assets_revision_fails_at_once(
         environment_copy,
         "0002",
         "0001",
-        "from pathlib import Path\nfrom granite_assets import _runner\n"
+        "from pathlib import Path\nfrom granite_assets.migrations import _runner\n"
         f"_runner.upgrade(Path({str(environment_copy)!r}), {other!r}, 300)",
         message="calls back",
     )
@@ -186,7 +186,7 @@ def test_a_revision_upgrading_its_own_database_again_is_refused_at_once_and_said
         environment_copy,
         "0002",
         "0001",
-        "from pathlib import Path\nfrom granite_assets import _runner\n"
+        "from pathlib import Path\nfrom granite_assets.migrations import _runner\n"
         f"_runner.upgrade(Path({str(environment_copy)!r}), {through}, 30)",
         message="nested",
     )

@@ -20,7 +20,7 @@ from support import (
     wait_for,
 )
 
-from granite_assets import _runner
+from granite_assets.migrations import _runner
 
 pytestmark = pytest.mark.slow
 

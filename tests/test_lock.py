@@ -27,8 +27,7 @@ from support import (
     version_rows,
 )
 
-from granite_assets import _locking, _runner, migrations
-from granite_assets._locking import POSTGRESQL_LOCK_KEY
+from granite_assets import migrations
 from granite_assets.migrations import (
     VERSION_TABLE,
     DatabaseAheadError,
@@ -36,7 +35,10 @@ from granite_assets.migrations import (
     InvalidURLError,
     MigrationLockTimeoutError,
     UnknownRevisionError,
+    _runner,
+    _waiting,
 )
+from granite_assets.migrations._backends.postgresql import LOCK_KEY as POSTGRESQL_LOCK_KEY
 
 SERVER_BACKENDS = [b for b in BACKENDS if b.name != "sqlite"]
 
@@ -332,7 +334,7 @@ def test_lock_wait_is_logged_once_then_now_and_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Waiting for a held lock logs one line, then one per LOG_EVERY seconds with the time waited."""
-    monkeypatch.setattr(_locking, "LOG_EVERY", 0.4)
+    monkeypatch.setattr(_waiting, "LOG_EVERY", 0.4)
     caplog.set_level(logging.INFO, logger="granite_assets")
     with holding_lock(database), pytest.raises(MigrationLockTimeoutError):
         _runner.upgrade(three_revisions, database.url_string, 3)
@@ -347,7 +349,7 @@ def test_lock_wait_is_logged_once_then_now_and_again(
 INTERRUPTED_WAITER = """
 import logging, sys
 from pathlib import Path
-from granite_assets import _runner
+from granite_assets.migrations import _runner
 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
 try:
     _runner.upgrade(Path(sys.argv[1]), sys.argv[2], 120)

@@ -31,8 +31,10 @@ from sqlalchemy import Connection, create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import NullPool
 
-from granite_assets import _runner
-from granite_assets._history import VERSION_TABLE, history_from_scripts, manifest_problems, read_manifest
+from granite_assets.migrations import _runner
+from granite_assets.migrations._history import history_from_scripts, read_manifest
+from granite_assets.migrations._manifest import manifest_problems
+from granite_assets.migrations._names import VERSION_TABLE
 
 pytestmark = pytest.mark.slow
 

@@ -14,13 +14,9 @@ import pytest
 from conftest import add_revision
 from support import add_table_revisions
 
-from granite_assets._errors import MigrationError
-from granite_assets._history import (
-    MANIFEST_NAME,
-    load_history,
-    manifest_problems,
-    write_manifest,
-)
+from granite_assets.migrations._errors import MigrationError
+from granite_assets.migrations._history import MANIFEST_NAME, load_history
+from granite_assets.migrations._manifest import manifest_problems, write_manifest
 
 WRITE_MANIFEST = Path(__file__).resolve().parent.parent / "scripts" / "write_manifest.py"
 

@@ -19,8 +19,10 @@ from pytest_alembic import tests as builtin
 from sqlalchemy import Connection, create_engine, inspect
 from sqlalchemy.pool import NullPool
 
-from granite_assets._history import VERSION_TABLE, bundled_directory, load_history, manifest_problems
-from granite_assets._runner import alembic_config
+from granite_assets.migrations._history import bundled_directory, load_history
+from granite_assets.migrations._manifest import manifest_problems
+from granite_assets.migrations._names import VERSION_TABLE
+from granite_assets.migrations._runner import alembic_config
 
 
 @pytest.fixture

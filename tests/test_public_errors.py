@@ -77,4 +77,4 @@ def test_traceback_shows_the_public_name(tmp_path: Path) -> None:
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("granite_assets.migrations.MissingDependencyError: "), done.stderr
-    assert "granite_assets._errors" not in done.stderr
+    assert "granite_assets.migrations._errors" not in done.stderr

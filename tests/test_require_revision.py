@@ -15,16 +15,17 @@ from sqlalchemy.engine.mock import create_mock_engine
 from sqlalchemy.pool import NullPool
 from support import add_table_revisions, snapshot
 
-from granite_assets import _require, _runner
-from granite_assets._history import VERSION_TABLE
 from granite_assets.migrations import (
     DatabaseBehindError,
     UnknownRevisionError,
+    _require,
+    _runner,
     current_revision,
     head_revision,
     require_revision,
     upgrade_to_head,
 )
+from granite_assets.migrations._names import VERSION_TABLE
 
 LOCK_TIMEOUT = 30.0
 

@@ -25,11 +25,10 @@ from sqlalchemy.pool import NullPool
 from support import Workers, lock_is_free, new_password, snapshot, version_rows
 from test_cli import granite_assets
 
-from granite_assets import _runner
 from granite_assets._cli import EXIT_AHEAD, EXIT_OK
-from granite_assets._compat import COMPATIBILITY_TABLE
-from granite_assets._history import VERSION_TABLE, write_manifest
-from granite_assets.migrations import DatabaseAheadError
+from granite_assets.migrations import DatabaseAheadError, _runner
+from granite_assets.migrations._manifest import write_manifest
+from granite_assets.migrations._names import COMPATIBILITY_TABLE, VERSION_TABLE
 
 LOCK_TIMEOUT = 120.0
 TRANSACTIONAL = [b for b in BACKENDS if b.name != "mysql"]

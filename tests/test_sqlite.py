@@ -15,8 +15,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.pool import NullPool
 from support import holding_lock, version_rows
 
-from granite_assets import _runner
-from granite_assets.migrations import MigrationFailedError
+from granite_assets.migrations import MigrationFailedError, _runner
 
 pytestmark = pytest.mark.parametrize(
     "backend", backend_params([b for b in BACKENDS if b.name == "sqlite"]), indirect=True
@@ -146,7 +145,7 @@ DEFERRED_WORKER = """
 import sys
 from pathlib import Path
 from sqlalchemy import create_engine, event
-from granite_assets import _runner
+from granite_assets.migrations import _runner
 from granite_assets.migrations import MigrationError
 
 directory, url = Path(sys.argv[1]), sys.argv[2]

@@ -18,10 +18,10 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.pool import NullPool, QueuePool
 from support import add_table_revisions
 
-from granite_assets import _runner
 from granite_assets.migrations import (
     VERSION_TABLE,
     DatabaseBehindError,
+    _runner,
     check_up_to_date,
     current_revision,
     downgrade,

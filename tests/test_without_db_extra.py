@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from granite_assets._errors import INSTALL_HINT
+from granite_assets.migrations._errors import INSTALL_HINT
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 

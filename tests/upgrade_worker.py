@@ -2,7 +2,7 @@
 
 Usage: ``python upgrade_worker.py DIRECTORY LOCK_TIMEOUT [--announce]``. The worker imports
 granite-assets, prints ``ready``, then for every database URL it reads on stdin it calls
-``granite_assets._runner.upgrade(DIRECTORY, url, LOCK_TIMEOUT)`` and prints one JSON line:
+``granite_assets.migrations._runner.upgrade(DIRECTORY, url, LOCK_TIMEOUT)`` and prints one JSON line:
 ``{"revision": ...}`` or ``{"error": "ExceptionName", "message": ...}``. Writing the URL to every
 worker's stdin is the start barrier: the workers are idle and imported, and all start at once.
 
@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from granite_assets import _runner
+from granite_assets.migrations import _runner
 
 
 def announce_before_locking() -> None:

@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from granite_assets import migrations
-from granite_assets._errors import DatabaseAheadError, DatabaseBehindError, MigrationError
-from granite_assets._passwords import hide_passwords
-from granite_assets._timeouts import check_lock_timeout
+from granite_assets.migrations._errors import DatabaseAheadError, DatabaseBehindError, MigrationError
+from granite_assets.migrations._passwords import hide_passwords
+from granite_assets.migrations._timeouts import check_lock_timeout
 
 EXIT_OK = 0
 EXIT_MIGRATION_ERROR = 1
@@ -177,7 +177,7 @@ def _seconds(text: str) -> float:
 
 def _behind(exc: DatabaseBehindError, url: str) -> str:
     """The verdict of ``check`` on a database that lacks revisions, worded for a shell."""
-    from granite_assets._urls import display_url, parse_url
+    from granite_assets.migrations._urls import display_url, parse_url
 
     messages = {rev.revision: rev.message for rev in migrations.revisions()}
     pending = "".join(f"  {revision} ({messages.get(revision, '?')})\n" for revision in exc.pending)
@@ -200,7 +200,6 @@ def _show_progress() -> None:
     package_logger.setLevel(logging.INFO)
 
 
-# The password of anything shaped like a URL: what follows "scheme://user:" up to the last "@".
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose usage errors never repeat a password (argparse quotes arguments)."""
 

@@ -14,8 +14,9 @@ from typing import Final
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
-#: Every granite-assets table name starts with this.
-TABLE_PREFIX: Final = "granite_assets_"
+from granite_assets.migrations._names import TABLE_PREFIX
+
+__all__ = ["NAMING_CONVENTION", "TABLE_PREFIX", "Base"]
 
 #: Constraint and index names, kept under MySQL's and PostgreSQL's identifier limits.
 NAMING_CONVENTION: Final = {

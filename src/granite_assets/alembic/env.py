@@ -30,21 +30,24 @@ from alembic.migration import MigrationContext, MigrationInfo
 from alembic.operations import Operations
 from alembic.script import write_hooks
 from alembic.util import CommandError
-from sqlalchemy import Connection, create_engine, pool
+from sqlalchemy import Connection, create_engine, make_url, pool
 
-from granite_assets import _compat
-from granite_assets._history import VERSION_TABLE, History, load_history, write_manifest
-from granite_assets._naming import names_without_prefix, refusal
-from granite_assets.models import TABLE_PREFIX, Base
+from granite_assets.migrations import _compatibility
+from granite_assets.migrations._backends import backend_for
+from granite_assets.migrations._history import History, load_history
+from granite_assets.migrations._manifest import write_manifest
+from granite_assets.migrations._names import COMPATIBILITY_TABLE, LOGGER_NAME, TABLE_PREFIX, VERSION_TABLE
+from granite_assets.migrations._naming import names_without_prefix, refusal
+from granite_assets.models import Base
 
 if TYPE_CHECKING:
     from alembic.operations.ops import MigrationScript
     from alembic.runtime.environment import NameFilterParentNames, NameFilterType
 
-    from granite_assets._compat_proposal import Proposal
+    from granite_assets.migrations._compatibility_proposal import Proposal
 
 config = context.config
-logger = logging.getLogger("granite_assets.migrations")
+logger = logging.getLogger(LOGGER_NAME)
 
 if config.cmd_opts is not None and config.config_file_name is not None:
     fileConfig(config.config_file_name, disable_existing_loggers=False)
@@ -55,7 +58,7 @@ def include_name(name: str | None, type_: NameFilterType, parent_names: NameFilt
     if type_ == "schema":
         return name is None
     if type_ == "table":  # the compatibility record is bookkeeping, as the version table is
-        return name is not None and name.startswith(TABLE_PREFIX) and name != _compat.COMPATIBILITY_TABLE
+        return name is not None and name.startswith(TABLE_PREFIX) and name != COMPATIBILITY_TABLE
     return True
 
 
@@ -94,7 +97,7 @@ def process_revision_directives(
 
 def propose_backward_compatible(script: MigrationScript) -> Proposal:
     """Propose the new revision's ``backward_compatible`` from the operations of its ``upgrade()``."""
-    from granite_assets._compat_proposal import propose  # only revision writing needs it
+    from granite_assets.migrations._compatibility_proposal import propose  # only revision writing needs it
 
     return propose(script.upgrade_ops_list)
 
@@ -111,7 +114,7 @@ def record_step(ctx: MigrationContext, step: MigrationInfo, heads: Iterable[str]
         return
     revision = history().get(str(step.up_revision_id))
     if config.attributes.get("granite_assets_keeps_record") and ctx.connection is not None:
-        _compat.record_step(ctx.connection, revision, applied=step.is_upgrade)
+        _compatibility.record_step(ctx.connection, revision, applied=step.is_upgrade)
     verb = "Applied" if step.is_upgrade else "Reverted"
     logger.info("%s revision %s (%s)", verb, revision.revision, revision.message)
     config.attributes.setdefault("granite_assets_steps", []).append(revision.revision)
@@ -140,12 +143,19 @@ def configure(connection: Connection | None = None, **options: Any) -> None:
         transaction_per_migration=True,
         compare_type=True,
         include_name=include_name,
-        render_as_batch=(connection is not None and connection.dialect.name == "sqlite")
-        or str(options.get("url", "")).startswith("sqlite"),
+        render_as_batch=rebuilds_tables(connection, options.get("url")),
         process_revision_directives=process_revision_directives,
         on_version_apply=record_step,
         **options,
     )
+
+
+def rebuilds_tables(connection: Connection | None, url: str | None) -> bool:
+    """Whether the database alters tables by rebuilding them (SQLite), so Alembic must batch its changes."""
+    dialect = (
+        connection.dialect.name if connection is not None else make_url(url).get_backend_name() if url else ""
+    )
+    return backend_for(dialect).rebuilds_tables
 
 
 def run_migrations_offline() -> None:
@@ -162,7 +172,7 @@ def run_on(connection: Connection) -> None:
     """Run the requested command on ``connection``, with the compatibility record made current first."""
     configure(connection)
     current = context.get_context().get_current_revision()
-    config.attributes["granite_assets_keeps_record"] = _compat.ensure(connection, history(), current)
+    config.attributes["granite_assets_keeps_record"] = _compatibility.ensure(connection, history(), current)
     with context.begin_transaction():
         context.run_migrations()
 

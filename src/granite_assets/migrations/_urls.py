@@ -1,21 +1,17 @@
-"""Database URLs: parsing, hiding secrets, async-to-sync mapping and engine creation."""
+"""Database URLs: parsing, hiding secrets, async-to-sync mapping, and the drivers they name."""
 
 from __future__ import annotations
 
 import importlib.util
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from functools import cache
-from typing import Any, TypeVar
 
-from sqlalchemy import URL, create_engine, make_url
+from sqlalchemy import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
-from sqlalchemy.pool import NullPool
 
-from granite_assets._errors import AsyncDriverURLError, InvalidURLError, MissingDependencyError
-
-#: Seconds to wait for a server to accept a connection before giving up.
-CONNECT_TIMEOUT = 10
+from granite_assets.migrations._errors import AsyncDriverURLError, InvalidURLError, MissingDependencyError
+from granite_assets.migrations._messages import one_line
 
 _HIDDEN = "***"
 _SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "secret", "token", "sslpassword")
@@ -199,68 +195,9 @@ def require_sync(url: URL) -> None:
     )
 
 
-# Each driver's name for "give up connecting after this many seconds"; a driver missing here is
-# given none, rather than an argument it would refuse.
-_CONNECT_TIMEOUT_ARGUMENT = {
-    "psycopg2": "connect_timeout",
-    "psycopg": "connect_timeout",
-    "psycopg_async": "connect_timeout",
-    "asyncpg": "timeout",
-    "pg8000": "timeout",
-    "pymysql": "connect_timeout",
-    "mysqldb": "connect_timeout",
-    "aiomysql": "connect_timeout",
-    "asyncmy": "connect_timeout",
-    "mariadbconnector": "connect_timeout",
-    "mysqlconnector": "connection_timeout",
-}
-# SQLite's busy timeout is a C int of milliseconds: its largest value stands in for "no limit".
-_SQLITE_TIMEOUT_MAX = (2**31 - 1) / 1000
-
-
-def engine_options(url: URL, lock_timeout: float) -> dict[str, Any]:
-    """Keyword arguments for ``create_engine`` that bound every wait.
-
-    Connection waits are bounded by :data:`CONNECT_TIMEOUT`. On SQLite, a statement waits for
-    the file's lock up to ``lock_timeout`` (or the URL's own ``?timeout=``); the migration lock
-    itself is polled for ``lock_timeout`` whatever the URL says (see ``_locking``).
-    """
-    connect_args: dict[str, Any] = {}
-    if url.get_backend_name() == "sqlite":
-        if "timeout" not in url.query:
-            connect_args["timeout"] = min(lock_timeout, _SQLITE_TIMEOUT_MAX)
-    else:
-        key = _CONNECT_TIMEOUT_ARGUMENT.get(url.get_driver_name())
-        if key is not None and key not in url.query:
-            connect_args[key] = CONNECT_TIMEOUT
-    # NullPool: every connection is closed when released, so nothing outlives the call.
-    return {"poolclass": NullPool, "connect_args": connect_args}
-
-
-_E = TypeVar("_E")
-
-
-def create_owned_engine(
-    url: URL,
-    lock_timeout: float,
-    create: Callable[..., _E] = create_engine,  # type: ignore[assignment]
-) -> _E:
-    """Create the engine for a URL target with ``create`` (an async one's, say); the caller disposes it."""
-    try:
-        return create(url, **engine_options(url, lock_timeout))
-    except ImportError as exc:
-        raise missing_driver(url, exc) from None
-    except ArgumentError as exc:  # the dialect refuses the URL: a SQLite URL with a host, say
-        raise InvalidURLError(
-            f"The database URL {display_url(url)} cannot be used: {' '.join(scrub(str(exc), url).split())}"
-        ) from None
-    except (TypeError, ValueError) as exc:  # the dialect cannot convert a query parameter
-        raise refused_options(url, exc) from None
-
-
 def refused_options(url: URL, exc: BaseException | None) -> InvalidURLError:
     """The error for a URL whose options the dialect or the driver's connect() chokes on."""
-    reason = " ".join(scrub(str(exc), url).split())
+    reason = one_line(scrub(str(exc), url))
     return InvalidURLError(
         f"The {url.get_driver_name()} driver refused the options of {display_url(url)} "
         f"({type(exc).__name__}: {reason}). Check the URL's query parameters, and any connect_args "

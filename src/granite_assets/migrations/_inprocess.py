@@ -18,9 +18,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from granite_assets._errors import MigrationError, MigrationLockTimeoutError
-from granite_assets._locking import wait_for, waits_cooperatively
-from granite_assets._timeouts import seconds
+from granite_assets.migrations._errors import MigrationError, MigrationLockTimeoutError
+from granite_assets.migrations._messages import seconds
+from granite_assets.migrations._waiting import wait_for, waits_cooperatively
 
 _alembic_run = threading.Lock()
 # Set while this thread (or task) runs granite-assets' Alembic: a call from inside that run, such
@@ -62,7 +62,7 @@ def alembic_run(timeout: float, where: str) -> Iterator[None]:
         )
     token = _running.set(True)
     try:
-        with _host_alembic_kept():
+        with restoring_alembic_proxies():
             yield
     finally:
         _running.reset(token)
@@ -70,7 +70,7 @@ def alembic_run(timeout: float, where: str) -> Iterator[None]:
 
 
 @contextmanager
-def _host_alembic_kept() -> Iterator[None]:
+def restoring_alembic_proxies() -> Iterator[None]:
     """Put back the ``alembic.context`` and ``alembic.op`` proxies that were installed on entry."""
     import alembic.context
     import alembic.op

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Final
 
-from granite_assets._errors import (
+from granite_assets.migrations._errors import (
     INSTALL_HINT,
     AsyncDriverURLError,
     DatabaseAheadError,
@@ -29,9 +29,9 @@ from granite_assets._errors import (
     UnknownRevisionError,
     UnsupportedConnectionError,
 )
-from granite_assets._history import VERSION_TABLE as _VERSION_TABLE
-from granite_assets._history import Revision, bundled_directory, load_history
-from granite_assets._host_filter import include_name
+from granite_assets.migrations._history import Revision, bundled_directory, load_history
+from granite_assets.migrations._host_filter import include_name
+from granite_assets.migrations._names import VERSION_TABLE as _VERSION_TABLE
 
 if TYPE_CHECKING:
     from sqlalchemy import URL, Connection, Engine
@@ -134,7 +134,7 @@ def upgrade_to_head(
         MigrationFailedError: A revision (or the version-table bookkeeping) failed.
     """
     with _db_extra():
-        from granite_assets import _runner
+        from granite_assets.migrations import _runner
 
         return _runner.upgrade(bundled_directory(), target, lock_timeout)
 
@@ -162,7 +162,7 @@ async def upgrade_to_head_async(
         MigrationError: As :func:`upgrade_to_head` does.
     """
     with _db_extra():
-        from granite_assets import _async
+        from granite_assets.migrations import _async
 
         return await _async.upgrade_async(bundled_directory(), target, lock_timeout)
 
@@ -178,7 +178,7 @@ def current_revision(target: str | URL | Engine | Connection) -> str | None:
         MigrationError: For a bad URL or an unreachable database, as :func:`upgrade_to_head`.
     """
     with _db_extra():
-        from granite_assets import _runner
+        from granite_assets.migrations import _runner
 
         return _runner.current_revision(target, DEFAULT_LOCK_TIMEOUT)
 
@@ -207,7 +207,7 @@ def check_up_to_date(target: str | URL | Engine | Connection) -> str | None:
         MigrationError: For a bad URL or an unreachable database, as :func:`upgrade_to_head`.
     """
     with _db_extra():
-        from granite_assets import _runner
+        from granite_assets.migrations import _runner
 
         return _runner.check_up_to_date(bundled_directory(), target, DEFAULT_LOCK_TIMEOUT)
 
@@ -231,7 +231,7 @@ def downgrade(
         MigrationError: As :func:`upgrade_to_head` does.
     """
     with _db_extra():
-        from granite_assets import _runner
+        from granite_assets.migrations import _runner
 
         return _runner.downgrade(bundled_directory(), target, revision, lock_timeout)
 
@@ -248,7 +248,7 @@ def upgrade_sql(url_or_dialect: str | URL, from_revision: str | None = None) -> 
         UnknownRevisionError: ``from_revision`` is not one this release ships.
     """
     with _db_extra():
-        from granite_assets import _runner
+        from granite_assets.migrations import _runner
 
         return _runner.offline_sql(
             bundled_directory(), url_or_dialect, from_revision, "head", downgrade=False
@@ -265,7 +265,7 @@ def downgrade_sql(url_or_dialect: str | URL, from_revision: str, revision: str) 
         UnknownRevisionError: A revision named is not one this release ships.
     """
     with _db_extra():
-        from granite_assets import _runner
+        from granite_assets.migrations import _runner
 
         return _runner.offline_sql(
             bundled_directory(), url_or_dialect, from_revision, revision, downgrade=True
@@ -285,7 +285,7 @@ def to_sync_url(url: str | URL) -> str:
     kept, since the result is meant for :func:`upgrade_to_head`.
     """
     with _db_extra():
-        from granite_assets import _urls
+        from granite_assets.migrations import _urls
 
         return _urls.to_sync_url(url)
 
@@ -340,7 +340,7 @@ def migration_lock(
         MigrationError: For a bad URL or an unreachable database, as :func:`upgrade_to_head`.
     """
     with _db_extra():
-        from granite_assets import _host_lock
+        from granite_assets.migrations import _host_lock
 
     with _host_lock.migration_lock(target, name, timeout):
         yield
@@ -380,6 +380,6 @@ def require_revision(connection: Connection, revision: str) -> str | None:
             revision, or is another tool's.
     """
     with _db_extra():
-        from granite_assets import _require
+        from granite_assets.migrations import _require
 
         return _require.require_revision(bundled_directory(), connection, revision)

@@ -8,6 +8,8 @@ from contextvars import ContextVar
 
 from sqlalchemy import Connection
 
+from granite_assets.migrations._backends import backend_for
+
 # The caller's connection granite-assets is working on in this thread or task, if any.
 _borrowed: ContextVar[Connection | None] = ContextVar("granite_assets_borrowed", default=None)
 
@@ -19,16 +21,16 @@ def in_autocommit(connection: Connection) -> bool:
 
 
 def use_autocommit(connection: Connection, *, on: bool) -> None:
-    """On PostgreSQL, run our own reads and lock calls outside transactions, or stop doing so.
+    """Where the backend says so (PostgreSQL), run our own reads and lock calls outside transactions, or stop.
 
-    There every transaction costs a BEGIN and a ROLLBACK round trip of its own, which would
+    On PostgreSQL every transaction costs a BEGIN and a ROLLBACK round trip of its own, which would
     double the cost of the no-op path; the setting is only a flag on the driver's connection,
     and the pool restores the connection's level when it is returned. Alembic always runs with
     the normal level (:func:`transactional`), so each revision keeps its own transaction.
     A caller's connection is left at its level: switching back would set the dialect's default
     explicitly, over a level the session chose with SQL (``SET default_transaction_isolation``).
     """
-    if connection.dialect.name != "postgresql" or connection is _borrowed.get():
+    if not backend_for(connection.dialect.name).reads_in_autocommit or connection is _borrowed.get():
         return
     wanted = "AUTOCOMMIT" if on else connection.default_isolation_level
     if (
@@ -42,7 +44,7 @@ def use_autocommit(connection: Connection, *, on: bool) -> None:
 
 
 @contextmanager
-def handed_back_as_it_came(connection: Connection) -> Iterator[None]:
+def borrowing(connection: Connection) -> Iterator[None]:
     """Hand a caller's connection back as it came: no transaction of ours open, its isolation as it was.
 
     A transaction the caller had open is left alone. In AUTOCOMMIT, SQLAlchemy still marks a
@@ -68,10 +70,10 @@ def handed_back_as_it_came(connection: Connection) -> Iterator[None]:
 def transactional(connection: Connection) -> None:
     """Give Alembic real transactions on our own connection, even from an engine in AUTOCOMMIT.
 
-    Otherwise a failed revision's data changes would stay committed. SQLite needs nothing: its
-    migration is one explicit transaction (``BEGIN IMMEDIATE``).
+    Otherwise a failed revision's data changes would stay committed. A backend that migrates in
+    one explicit transaction (SQLite's ``BEGIN IMMEDIATE``) needs nothing.
     """
     if connection.in_transaction():
         connection.rollback()  # hand Alembic a connection with no transaction open
-    if connection.dialect.name != "sqlite" and in_autocommit(connection):
+    if not backend_for(connection.dialect.name).migrates_in_one_transaction and in_autocommit(connection):
         connection.execution_options(isolation_level=connection.default_isolation_level)

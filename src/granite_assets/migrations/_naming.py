@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import Constraint, Index, MetaData
 from sqlalchemy.sql.elements import conv
 
-from granite_assets.models import TABLE_PREFIX
+from granite_assets.migrations._names import TABLE_PREFIX
 
 
 def names_without_prefix(metadata: MetaData) -> list[str]:

@@ -6,18 +6,17 @@ so it only reads, and reads in a way that leaves that transaction usable on ever
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from sqlalchemy import Connection
 from sqlalchemy.engine.mock import MockConnection
 
-from granite_assets._errors import DatabaseBehindError, UnknownRevisionError
-from granite_assets._history import History, load_history
-from granite_assets._target import Database
-from granite_assets._version_table import stored_revision
-
-logger = logging.getLogger("granite_assets.migrations")
+from granite_assets.migrations._database import Database
+from granite_assets.migrations._errors import UnknownRevisionError
+from granite_assets.migrations._failures import behind_error
+from granite_assets.migrations._history import load_history
+from granite_assets.migrations._names import logger
+from granite_assets.migrations._version_table import stored_revision
 
 
 def require_revision(directory: Path, connection: Connection | MockConnection, revision: str) -> str | None:
@@ -43,7 +42,7 @@ def require_revision(directory: Path, connection: Connection | MockConnection, r
         )
     db = Database(connection.engine.url, connection.engine, connection)
     current = stored_revision(connection, db, keep_transaction=True)
-    if current is not None and (not history.knows(current) or _reaches(history, current, revision)):
+    if current is not None and (not history.knows(current) or history.reaches(current, revision)):
         # A revision this release does not ship was written by a newer one, whose history holds
         # every revision of this one: the requirement is met.
         return current
@@ -53,16 +52,10 @@ def require_revision(directory: Path, connection: Connection | MockConnection, r
         if current is not None
         else "has no granite-assets revision (granite-assets never migrated it)"
     )
-    pending = history.after(current)
-    raise DatabaseBehindError(
+    raise behind_error(
         f"This migration needs granite-assets revision {revision} ({needed.message}) or later, but the "
         f"database {db.where} {where}. Run `granite-assets db upgrade` (or "
         "granite_assets.migrations.upgrade_to_head()) first, then run this migration again.",
         current=current,
-        pending=[r.revision for r in pending],
+        pending=history.after(current),
     )
-
-
-def _reaches(history: History, current: str, revision: str) -> bool:
-    """Tell whether ``current`` is ``revision`` or comes after it."""
-    return current == revision or any(r.revision == current for r in history.after(revision))

@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import URL
 from sqlalchemy.util import greenlet_spawn
 
-from granite_assets import _locking, _runner
-from granite_assets._errors import MissingDependencyError
-from granite_assets._history import load_history
-from granite_assets._target import Database, refuse_in_memory, refuse_schema_translation
-from granite_assets._timeouts import check_lock_timeout
-from granite_assets._urls import create_owned_engine, is_async, parse_url
+from granite_assets.migrations import _runner
+from granite_assets.migrations._database import Database
+from granite_assets.migrations._errors import MissingDependencyError
+from granite_assets.migrations._history import load_history
+from granite_assets.migrations._target import check_url, create_owned_engine, refuse_schema_translation
+from granite_assets.migrations._timeouts import check_lock_timeout
+from granite_assets.migrations._urls import is_async, parse_url
+from granite_assets.migrations._waiting import with_sleep
 
 if TYPE_CHECKING:  # imported for real once greenlet is known to be there
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -50,12 +52,12 @@ async def upgrade_async(
 
     if isinstance(target, AsyncConnection):
         return await target.run_sync(
-            lambda c: _locking.with_sleep(_cooperative_sleep, _runner.upgrade, directory, c, lock_timeout)
+            lambda c: with_sleep(_cooperative_sleep, _runner.upgrade, directory, c, lock_timeout)
         )
     if isinstance(target, AsyncEngine):
         return await _upgrade_engine(directory, target, target.url, lock_timeout, owned=False)
     url = parse_url(target)  # not a URL: parse_url says what it expected
-    refuse_in_memory(url)
+    check_url(url)
     engine = create_owned_engine(url, lock_timeout, create_async_engine)
     try:
         return await _upgrade_engine(directory, engine, url, lock_timeout, owned=True)
@@ -86,7 +88,7 @@ async def _upgrade_engine(
     db = Database(url, engine.sync_engine, owned=owned)
     history = load_history(directory)
     result: Any = await greenlet_spawn(
-        _locking.with_sleep,
+        with_sleep,
         _cooperative_sleep,
         _runner.upgrade_database,
         directory,

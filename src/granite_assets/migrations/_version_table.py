@@ -5,21 +5,15 @@ from __future__ import annotations
 from sqlalchemy import Connection, inspect
 from sqlalchemy.exc import DBAPIError
 
-from granite_assets._errors import (
-    DatabaseConnectionError,
+from granite_assets.migrations._database import Database
+from granite_assets.migrations._errors import (
     InvalidURLError,
     InvalidVersionTableError,
     MigrationFailedError,
 )
-from granite_assets._history import VERSION_TABLE
-from granite_assets._target import Database, mysql_error_number, sqlstate
+from granite_assets.migrations._names import VERSION_TABLE
 
 _SELECT_VERSION = f"SELECT version_num FROM {VERSION_TABLE}"
-# SQLSTATEs: PostgreSQL's undefined_table and MySQL's (and ODBC's) 42S02; undefined_column likewise.
-# PostgreSQL's in_failed_sql_transaction (25P02) is a caller's transaction aborted before the call.
-_NO_SUCH_TABLE = ({"42P01", "42S02"}, 1146, "no such table")
-_NO_SUCH_COLUMN = ({"42703", "42S22"}, 1054, "no such column")
-_NO_DATABASE_SELECTED = 1046  # MySQL's ER_NO_DB_ERROR
 
 
 def stored_revision(connection: Connection, db: Database, *, keep_transaction: bool) -> str | None:
@@ -30,7 +24,7 @@ def stored_revision(connection: Connection, db: Database, *, keep_transaction: b
     in a transaction that must survive (the caller's) its existence is checked first.
     """
     try:
-        if keep_transaction and connection.dialect.name == "postgresql" and not has_table(connection):
+        if keep_transaction and db.backend.failed_statement_aborts_transaction and not has_table(connection):
             return None
         rows = connection.exec_driver_sql(_SELECT_VERSION).fetchall()
     except DBAPIError as exc:
@@ -63,22 +57,22 @@ def _unless_missing(connection: Connection, db: Database, exc: DBAPIError, *, ke
     """Return quietly when a failed read means the table is missing (no revision); raise otherwise."""
     reason = db.explain(exc)
     own = not keep_transaction
-    if connection.dialect.name == "sqlite" and "not a database" in reason:
-        raise DatabaseConnectionError(
-            f"{db.where} is not a SQLite database: {reason} Check the file name in the URL."
-        ) from None
-    if keep_transaction and sqlstate(exc.orig) == "25P02":
+    backend = db.backend
+    unreadable = backend.unreadable_database(db, reason)
+    if unreadable is not None:
+        raise unreadable from None
+    if keep_transaction and backend.aborted_transaction.matches(exc.orig):
         raise MigrationFailedError(
             f"Could not read {VERSION_TABLE} on {db.where}: an earlier statement aborted the transaction "
             f"of the connection you passed ({reason}) Nothing was changed: roll it back, then call again.",
             None,
         ) from None
-    if _says(exc, set(), _NO_DATABASE_SELECTED, "No database selected"):
+    if backend.no_database_selected.matches(exc.orig):
         raise InvalidURLError(
             f"{db.where} names no database, so MariaDB and MySQL have none to keep granite-assets' tables "
             "in. Add the database's name to the URL (mysql+pymysql://user@host/name)."
         ) from None
-    missing = _says(exc, *_NO_SUCH_TABLE)
+    missing = backend.no_such_table.matches(exc.orig)
     if missing is None and own:  # a driver whose errors we cannot read: ask
         connection.rollback()
         missing = not has_table(connection)
@@ -86,33 +80,21 @@ def _unless_missing(connection: Connection, db: Database, exc: DBAPIError, *, ke
         if own and connection.in_transaction():
             connection.rollback()
         return
-    if _says(exc, *_NO_SUCH_COLUMN):
+    if backend.no_such_column.matches(exc.orig):
         raise InvalidVersionTableError(
             f"{VERSION_TABLE} on {db.where} is not granite-assets' version table: "
-            f"{_layout(connection, own=own, reason=reason)} granite-assets keeps one column, version_num. "
+            f"{_layout(connection, db, own=own, reason=reason)} "
+            "granite-assets keeps one column, version_num. "
             "If another tool made this table, rename that tool's table or drop this one."
         ) from None
     raise MigrationFailedError(f"Could not read {VERSION_TABLE} on {db.where}: {reason}", None) from None
 
 
-def _layout(connection: Connection, *, own: bool, reason: str) -> str:
+def _layout(connection: Connection, db: Database, *, own: bool, reason: str) -> str:
     """Say what the version table holds instead, as far as the connection can still ask."""
-    if own or connection.dialect.name != "postgresql":  # a PostgreSQL transaction is aborted now
+    if own or not db.backend.failed_statement_aborts_transaction:  # else the transaction is aborted now
         if own:
             connection.rollback()
         columns = [str(c["name"]) for c in inspect(connection).get_columns(VERSION_TABLE)]
         return f"its columns are {', '.join(columns)}."
     return reason
-
-
-def _says(exc: DBAPIError, states: set[str], mysql_code: int, sqlite_text: str) -> bool | None:
-    """Tell whether ``exc`` is the error described; ``None`` when the driver is one we cannot read."""
-    code = mysql_error_number(exc.orig)
-    if code is not None:
-        return code == mysql_code
-    state = sqlstate(exc.orig)
-    if state is not None:
-        return state in states
-    if sqlite_text in str(exc.orig):
-        return True
-    return None

@@ -19,7 +19,6 @@ release's elsewhere, is treated as incompatible.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,15 +27,12 @@ from typing import Any, Literal
 from sqlalchemy import Boolean, Column, Connection, MetaData, Row, String, Table, delete, insert, select
 from sqlalchemy.exc import DBAPIError
 
-from granite_assets._history import History, Revision
-from granite_assets._isolation import in_autocommit
-from granite_assets._version_table import has_table
-
-logger = logging.getLogger("granite_assets.migrations")
-
-#: The table where granite-assets records, for each revision a database holds, whether it is
-#: backward compatible.
-COMPATIBILITY_TABLE = "granite_assets_compatibility"
+from granite_assets.migrations._backends import backend_for
+from granite_assets.migrations._history import History, Revision
+from granite_assets.migrations._isolation import in_autocommit
+from granite_assets.migrations._messages import one_line
+from granite_assets.migrations._names import COMPATIBILITY_TABLE, logger
+from granite_assets.migrations._version_table import has_table
 
 _table = Table(
     COMPATIBILITY_TABLE,
@@ -90,7 +86,7 @@ def _ensure(connection: Connection, history: History, current: str | None) -> No
     _table.create(connection, checkfirst=True)
     if current is not None and not history.knows(current):
         return  # a newer release's rows: not ours to rewrite
-    wanted = {r.revision: _row(r) for r in _up_to(history, current)}
+    wanted = {r.revision: _row(r) for r in history.up_to(current)}
     found = {row["revision"]: dict(row) for row in connection.execute(select(_table)).mappings()}
     if found != wanted:
         connection.execute(delete(_table))
@@ -132,12 +128,12 @@ def _read(connection: Connection) -> dict[str, Row[Any]] | None:
     cannot read it: the database then says nothing this release can trust, as if unrecorded.
     """
     try:
-        with _savepoint_in_postgresql_transaction(connection):
+        with _savepoint_where_a_failure_aborts(connection):
             if not has_table(connection, COMPATIBILITY_TABLE):
                 return None
             return {row.revision: row for row in connection.execute(select(_table))}
     except DBAPIError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+        reason = one_line(str(exc.orig)) or type(exc.orig).__name__
         logger.warning(
             "Could not read %s (%s), so the revisions newer than this release are treated as not "
             "backward compatible. Grant this database user SELECT on %s.",
@@ -149,10 +145,10 @@ def _read(connection: Connection) -> dict[str, Row[Any]] | None:
 
 
 @contextmanager
-def _savepoint_in_postgresql_transaction(connection: Connection) -> Iterator[None]:
-    """Keep a failed read from aborting a PostgreSQL transaction (the caller's, say)."""
+def _savepoint_where_a_failure_aborts(connection: Connection) -> Iterator[None]:
+    """Keep a failed read from aborting a transaction (the caller's, say) where it would (PostgreSQL)."""
     outside_transaction = not connection.in_transaction() or in_autocommit(connection)
-    if connection.dialect.name != "postgresql" or outside_transaction:
+    if not backend_for(connection.dialect.name).failed_statement_aborts_transaction or outside_transaction:
         yield
         return
     with connection.begin_nested():
@@ -165,9 +161,3 @@ def _row(revision: Revision) -> dict[str, object]:
         "down_revision": revision.down_revision,
         "backward_compatible": revision.backward_compatible,
     }
-
-
-def _up_to(history: History, current: str | None) -> tuple[Revision, ...]:
-    if current is None:
-        return ()
-    return history.revisions[: len(history.revisions) - len(history.after(current))]

@@ -3,7 +3,7 @@
 The no-op path, a database already at head, reads the version table once and compares it with
 the history read from the manifest: no Alembic, no lock. Only when work is pending is the
 migration lock taken, the version re-read under it, and Alembic run, one run at a time in the
-process (:mod:`granite_assets._inprocess`).
+process (:mod:`granite_assets.migrations._inprocess`).
 
 A caller's connection with a transaction open is migrated inside that transaction where that
 can be made safe, and refused where it cannot (see :func:`refuse_unsafe_connection`). One with
@@ -13,8 +13,6 @@ revision under the session lock, and handed back as it came.
 
 from __future__ import annotations
 
-import logging
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -23,38 +21,27 @@ from typing import Any
 
 from sqlalchemy import URL, Connection
 
-from granite_assets import _locking
-from granite_assets._errors import (
-    DatabaseBehindError,
+from granite_assets.migrations._database import Database
+from granite_assets.migrations._errors import (
     MigrationFailedError,
     MigrationLockTimeoutError,
     UnsupportedConnectionError,
 )
-from granite_assets._failures import (
-    aftermath,
+from granite_assets.migrations._failures import (
+    behind_error,
     in_bookkeeping,
     revision_failed,
     unknown_revision,
 )
-from granite_assets._history import History, Revision, load_history
-from granite_assets._inprocess import alembic_run, refuse_nested
-from granite_assets._isolation import handed_back_as_it_came, in_autocommit, transactional, use_autocommit
-from granite_assets._plan import Job, Plan, count_through, downgrade_plan, pending, plan
-from granite_assets._sqlite import (
-    cannot_wait_in_callers_transaction,
-    commit_sqlite,
-    foreign_key_violations,
-    is_busy,
-    refuse_new_violations,
-    sqlite_foreign_keys_off,
-)
-from granite_assets._target import Database, Target, connect, missing_sqlite_file, resolve
-from granite_assets._timeouts import check_lock_timeout
-from granite_assets._urls import is_async, parse_url
-from granite_assets._version_table import stored_revision
-
-logger = logging.getLogger("granite_assets.migrations")
-
+from granite_assets.migrations._history import History, Revision, load_history
+from granite_assets.migrations._inprocess import alembic_run, refuse_nested
+from granite_assets.migrations._isolation import borrowing, in_autocommit, transactional, use_autocommit
+from granite_assets.migrations._names import logger
+from granite_assets.migrations._plan import Job, Plan, downgrade_plan, pending, plan
+from granite_assets.migrations._target import Target, connect, resolve
+from granite_assets.migrations._timeouts import check_lock_timeout
+from granite_assets.migrations._urls import is_async, parse_url
+from granite_assets.migrations._version_table import stored_revision
 
 # -- Entry points ----------------------------------------------------------------------------
 
@@ -62,7 +49,7 @@ logger = logging.getLogger("granite_assets.migrations")
 def current_revision(target: Target, lock_timeout: float) -> str | None:
     """The database's revision, read from granite-assets' version table only."""
     with resolve(target, lock_timeout) as db:
-        if no_sqlite_file(db):
+        if no_file(db):
             return None
         with reading(db) as (connection, keep):
             return stored_revision(connection, db, keep_transaction=keep)
@@ -72,7 +59,7 @@ def check_up_to_date(directory: Path, target: Target, lock_timeout: float) -> st
     """Return the database's revision when this release needs nothing applied to it, else raise."""
     history = load_history(directory)
     with resolve(target, lock_timeout) as db:
-        if no_sqlite_file(db):
+        if no_file(db):
             current, todo = None, history.revisions
         else:
             with reading(db) as (connection, keep):
@@ -80,12 +67,12 @@ def check_up_to_date(directory: Path, target: Target, lock_timeout: float) -> st
                 todo = pending(history, current, db, connection)
     if todo:
         names = ", ".join(f"{r.revision} ({r.message})" for r in todo)
-        raise DatabaseBehindError(
+        raise behind_error(
             f"The database {db.where} is at revision {current or 'none'}; "
             f"{len(todo)} granite-assets revision(s) are pending: {names}. "
             "Run `granite-assets db upgrade` (or granite_assets.migrations.upgrade_to_head()).",
             current=current,
-            pending=[r.revision for r in todo],
+            pending=todo,
         )
     return current
 
@@ -105,7 +92,7 @@ def downgrade(directory: Path, target: Target, revision: str, lock_timeout: floa
     if revision != "base" and not history.knows(revision):
         raise unknown_revision(history, revision)
     with resolve(target, lock_timeout) as db:
-        if no_sqlite_file(db):  # opening it would create it: an empty database has nothing to revert
+        if no_file(db):  # opening it would create it: an empty database has nothing to revert
             return downgrade_plan(history, None, revision, db).destination
         return migrate_target(db, Job(directory, history, revision, lock_timeout))
 
@@ -114,11 +101,10 @@ def migrate_target(db: Database, job: Job) -> str | None:
     """Migrate ``db`` as ``job`` says: the cheap read first, the lock only when there is work."""
     given = db.connection
     if given is not None and in_callers_transaction(given):
-        current = stored_revision(given, db, keep_transaction=True)
-        if not plan(job.history, current, job.destination, db, given).steps:
+        current, work = read_and_plan(db, given, job, keep_transaction=True)
+        if not work:
             return current
-        refuse_nested(db.where)
-        refuse_unsafe_connection(given, db)
+        db.backend.refuse_callers_transaction(given, db)
         return migrate_on_callers_connection(db, given, job)
     own = replace(db, connection=None)  # committed revision by revision, as on a connection of ours
     if given is not None:
@@ -127,12 +113,23 @@ def migrate_target(db: Database, job: Job) -> str | None:
         # the caller's and commit nothing. The session is the caller's: it may have moved to another
         # database (USE) or schema (search_path), and may be the engine's only connection; so it is
         # migrated as is, and handed back as it came.
-        with handed_back_as_it_came(given):
+        with borrowing(given):
             if in_begin_block(given):  # in AUTOCOMMIT: its transaction commits nothing, but is theirs
                 return read_in_begin_block(db, given, job)
-            return migrate_on_own_terms(own, given, job)
+            return migrate_outside_transactions(own, given, job)
     with connect(own) as connection:
-        return migrate_on_own_terms(own, connection, job)
+        return migrate_outside_transactions(own, connection, job)
+
+
+def read_and_plan(
+    db: Database, connection: Connection, job: Job, *, keep_transaction: bool
+) -> tuple[str | None, bool]:
+    """The database's revision, and whether the job has work there (refused inside a run of ours)."""
+    current = stored_revision(connection, db, keep_transaction=keep_transaction)
+    if not plan(job.history, current, job.destination, db, connection).steps:
+        return current, False
+    refuse_nested(db.where)
+    return current, True
 
 
 def in_begin_block(connection: Connection) -> bool:
@@ -149,10 +146,9 @@ def read_in_begin_block(db: Database, connection: Connection, job: Job) -> str |
     Revisions need real transactions, and SQLAlchemy lets no isolation level change while a
     ``begin()`` block is open, even one in AUTOCOMMIT, which commits nothing of its own.
     """
-    current = stored_revision(connection, db, keep_transaction=True)
-    if not plan(job.history, current, job.destination, db, connection).steps:
+    current, work = read_and_plan(db, connection, job, keep_transaction=True)
+    if not work:
         return current
-    refuse_nested(db.where)
     raise UnsupportedConnectionError(
         f"granite-assets has revisions to apply to {db.where}, but your connection is in AUTOCOMMIT "
         "inside a begin() block: each revision needs a real transaction, which SQLAlchemy cannot begin "
@@ -166,14 +162,11 @@ def in_callers_transaction(connection: Connection) -> bool:
     return connection.in_transaction() and not in_autocommit(connection)
 
 
-def migrate_on_own_terms(db: Database, connection: Connection, job: Job) -> str | None:
+def migrate_outside_transactions(db: Database, connection: Connection, job: Job) -> str | None:
     """Read the revision outside any transaction; when there is work, migrate under the session lock."""
     use_autocommit(connection, on=True)
-    current = stored_revision(connection, db, keep_transaction=False)
-    if not plan(job.history, current, job.destination, db, connection).steps:
-        return current
-    refuse_nested(db.where)
-    return migrate_locked(db, connection, job)
+    current, work = read_and_plan(db, connection, job, keep_transaction=False)
+    return migrate_locked(db, connection, job) if work else current
 
 
 def upgrade_database(directory: Path, db: Database, history: History, lock_timeout: float) -> str | None:
@@ -181,15 +174,17 @@ def upgrade_database(directory: Path, db: Database, history: History, lock_timeo
     return migrate_target(db, Job(directory, history, "head", check_lock_timeout(lock_timeout)))
 
 
-def no_sqlite_file(db: Database) -> bool:
-    """Tell, and log, that a SQLite URL names no file: reading it would create an empty one.
+def no_file(db: Database) -> bool:
+    """Tell, and log, that a URL names a database file that does not exist: reading it would create it.
 
     Reads and downgrades call this; an upgrade creates the file on purpose.
     """
-    missing = missing_sqlite_file(db)
+    missing = db.backend.missing_file(db)
     if missing is not None:
         logger.warning(
-            "There is no SQLite database at %s; nothing was created. Check the path in the URL.", missing
+            "There is no %s database at %s; nothing was created. Check the path in the URL.",
+            db.backend.title,
+            missing,
         )
     return missing is not None
 
@@ -198,7 +193,7 @@ def no_sqlite_file(db: Database) -> bool:
 def reading(db: Database) -> Iterator[tuple[Connection, bool]]:
     """A connection to read on: the caller's (whose transaction must survive), or one of our own."""
     if db.connection is not None:
-        with handed_back_as_it_came(db.connection):  # a read of ours leaves no transaction open
+        with borrowing(db.connection):  # a read of ours leaves no transaction open
             yield db.connection, True
         return
     with connect(db) as connection:
@@ -209,42 +204,10 @@ def reading(db: Database) -> Iterator[tuple[Connection, bool]]:
 # -- The caller's connection -----------------------------------------------------------------
 
 
-def refuse_unsafe_connection(connection: Connection, db: Database) -> None:
-    """Refuse a caller's connection whose transaction cannot hold the migration safely."""
-    backend = connection.dialect.name
-    if backend in {"mysql", "mariadb"}:
-        raise UnsupportedConnectionError(
-            f"granite-assets has revisions to apply to {db.where}, but not inside your transaction: "
-            "MariaDB and MySQL commit every DDL statement on their own, taking your transaction's "
-            "work with them, and the migration lock would end before your commit. Nothing was "
-            "changed. Call it before your transaction begins, or pass the Engine instead "
-            "(upgrade_to_head(connection.engine)): granite-assets then commits each revision."
-        )
-    if backend == "sqlite" and connection.exec_driver_sql("PRAGMA foreign_keys").scalar():
-        raise UnsupportedConnectionError(
-            f"granite-assets has revisions to apply to {db.where}, but not inside your transaction: "
-            "PRAGMA foreign_keys is ON on this connection, and the table rebuilds of SQLite "
-            "migrations need it OFF (or they delete the rows that refer to the rebuilt table), which "
-            "SQLite only allows outside a transaction. Nothing was changed. Call it before your "
-            "transaction begins, or pass the Engine instead (upgrade_to_head(connection.engine)): "
-            "granite-assets then switches the pragma off for the migration, checks the foreign keys "
-            "before committing, and switches it back on."
-        )
-
-
 def migrate_on_callers_connection(db: Database, connection: Connection, job: Job) -> str | None:
     """Migrate inside the caller's transaction, beginning one if none is open; commit nothing."""
-    if connection.dialect.name == "sqlite":
-        with _locking.sqlite_write_lock(connection, db, job.lock_timeout, callers=True):
-            return migrate(db, connection, job, own=False)
-    if not connection.in_transaction():
-        connection.begin()
-    lock = _locking.lock_for(connection, transactional=True)
-    with _locking.holding(lock, connection, job.lock_timeout, db.where):
+    with db.backend.callers_migration(connection, db, job.lock_timeout):
         return migrate(db, connection, job, own=False)
-
-
-_SNAPSHOT_LEVELS = {"REPEATABLE READ", "SERIALIZABLE"}
 
 
 def reread_in_callers_transaction(connection: Connection, db: Database) -> str | None:
@@ -255,7 +218,7 @@ def reread_in_callers_transaction(connection: Connection, db: Database) -> str |
     the transaction cannot build on that, and the caller must begin a new one.
     """
     seen = stored_revision(connection, db, keep_transaction=True)
-    if connection.dialect.name != "postgresql" or connection.get_isolation_level() not in _SNAPSHOT_LEVELS:
+    if not db.backend.sees_a_snapshot(connection):
         return seen
     with connect(replace(db, connection=None)) as fresh:
         use_autocommit(fresh, on=True)
@@ -281,33 +244,9 @@ def migrate_locked(db: Database, connection: Connection, job: Job) -> str | None
     """
     if connection.in_transaction():
         connection.rollback()
-    if connection.dialect.name == "sqlite":
-        with (
-            sqlite_foreign_keys_off(connection, db) as checking,
-            _locking.sqlite_write_lock(connection, db, job.lock_timeout),
-        ):
-            before: Counter[tuple[str, ...]] = foreign_key_violations(connection) if checking else Counter()
-            result = migrate(db, connection, job, own=True)
-            if checking:
-                refuse_new_violations(connection, db, before)
-            commit_sqlite(connection, db)
-            return result
     use_autocommit(connection, on=True)
-    lock = _locking.lock_for(connection, transactional=False)
-    if lock is not None and lock.backend == "mysql" and lock.database != db.url.database:
-        logger.warning(  # a USE left on a pooled connection, say: the tables go where the session is
-            "The connection to %s is in the database %s, not the URL's: granite-assets migrates %s.",
-            db.where,
-            lock.database,
-            lock.database,
-        )
-    with _locking.holding(lock, connection, job.lock_timeout, db.where):
-        try:
-            return migrate(db, connection, job, own=True)
-        except BaseException:
-            if connection.in_transaction():
-                connection.rollback()  # so that releasing the lock can run
-            raise
+    with db.backend.own_migration(connection, db, job.lock_timeout):
+        return migrate(db, connection, job, own=True)
 
 
 # -- Running Alembic -------------------------------------------------------------------------
@@ -320,7 +259,7 @@ def migrate(db: Database, connection: Connection, job: Job, *, own: bool) -> str
     in one transaction committed by the caller of this function); otherwise it is the caller's,
     and nothing is committed.
     """
-    per_revision = own and connection.dialect.name != "sqlite"
+    per_revision = own and not db.backend.migrates_in_one_transaction
     if own:
         current = stored_revision(connection, db, keep_transaction=not per_revision)
     else:
@@ -337,8 +276,9 @@ def migrate(db: Database, connection: Connection, job: Job, *, own: bool) -> str
     except MigrationLockTimeoutError:
         raise
     except Exception as exc:
-        if not own and connection.dialect.name == "sqlite" and is_busy(exc):
-            raise cannot_wait_in_callers_transaction(db) from exc
+        cannot_wait = None if own else db.backend.cannot_wait(exc, db)
+        if cannot_wait is not None:
+            raise cannot_wait from exc
         done = len(config.attributes.get("granite_assets_steps", []))
         raise failure(
             db, connection, the_plan, exc, before=current, done=done, per_revision=per_revision
@@ -386,7 +326,7 @@ def failure(
     else:
         reached = before
     failed = _step(the_plan, index, exc)
-    left = aftermath(db, connection, verb, before=before, reached=reached, failed=failed)
+    left = db.backend.aftermath(db, verb, before=before, reached=reached, failed=failed)
     return revision_failed(db, failed, exc, left)
 
 
@@ -446,12 +386,12 @@ def offline_sql(
 def _reverts_something(history: History, start: str, end: str) -> bool:
     """Tell whether a downgrade from ``start`` to ``end`` reverts anything; refuse one that would go up."""
     at = {"base": None, "head": history.head}
-    have, keep = (count_through(history, at.get(r, r)) for r in (start, end))
+    have, keep = (history.count_through(at.get(r, r)) for r in (start, end))
     if keep > have:
-        raise DatabaseBehindError(
+        raise behind_error(
             f"Revision {end} is above {start}: from {start} there is nothing to downgrade. "
             "For the SQL that goes up, use upgrade_sql() (`granite-assets db upgrade --sql`).",
             current=at.get(start, start),
-            pending=[r.revision for r in history.revisions[have:keep]],
+            pending=history.revisions[have:keep],
         )
     return keep < have

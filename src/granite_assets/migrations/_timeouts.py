@@ -16,8 +16,3 @@ def check_lock_timeout(lock_timeout: float) -> float:
             f"lock_timeout must be zero or more seconds (math.inf waits without limit), not {lock_timeout!r}"
         )
     return value
-
-
-def seconds(count: float) -> str:
-    """``count`` seconds, in words: "1 second", "2.5 seconds"."""
-    return "1 second" if count == 1 else f"{count:g} seconds"

@@ -7,11 +7,8 @@ import SQLAlchemy or Alembic (the host's ``env.py`` imports it on every Alembic 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final
 
-#: Every table granite-assets creates, its bookkeeping tables included, starts with this
-#: (the same value as ``granite_assets.models.TABLE_PREFIX``, which imports SQLAlchemy).
-OWN_TABLE_PREFIX: Final = "granite_assets_"
+from granite_assets.migrations._names import TABLE_PREFIX
 
 
 def include_name(name: str | None, type_: str, parent_names: Mapping[str, str | None]) -> bool:
@@ -39,4 +36,4 @@ def include_name(name: str | None, type_: str, parent_names: Mapping[str, str | 
         ``False`` when the name is granite-assets' to manage, ``True`` otherwise.
     """
     table = name if type_ == "table" else parent_names.get("table_name")
-    return not (isinstance(table, str) and table.startswith(OWN_TABLE_PREFIX))
+    return not (isinstance(table, str) and table.startswith(TABLE_PREFIX))

@@ -6,18 +6,17 @@ compatibility record says every newer revision is backward compatible, and refus
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Connection
 
-from granite_assets import _compat
-from granite_assets._errors import DatabaseAheadError, DatabaseBehindError
-from granite_assets._history import History, Revision
-from granite_assets._target import Database
-
-logger = logging.getLogger("granite_assets.migrations")
+from granite_assets.migrations import _compatibility
+from granite_assets.migrations._database import Database
+from granite_assets.migrations._errors import DatabaseAheadError
+from granite_assets.migrations._failures import behind_error
+from granite_assets.migrations._history import History, Revision
+from granite_assets.migrations._names import logger
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ def pending(
     """
     if current is None or history.knows(current):
         return history.after(current)
-    ahead = _compat.examine(connection, history, current)
+    ahead = _compatibility.examine(connection, history, current)
     if ahead.reason is not None:
         raise ahead_error(history, ahead, db)
     logger.warning(
@@ -64,7 +63,7 @@ def pending(
 
 
 def ahead_error(
-    history: History, ahead: _compat.Ahead, db: Database, *, downgrading: bool = False
+    history: History, ahead: _compatibility.Ahead, db: Database, *, downgrading: bool = False
 ) -> DatabaseAheadError:
     """The error for a database whose newer revisions this release cannot work with (or revert)."""
     where = (
@@ -107,27 +106,21 @@ def plan(
         steps = pending(history, current, db, connection)
         return Plan(steps, history.head if steps else current, upgrade=True)
     if current is not None and not history.knows(current):
-        raise ahead_error(history, _compat.examine(connection, history, current), db, downgrading=True)
+        raise ahead_error(history, _compatibility.examine(connection, history, current), db, downgrading=True)
     return downgrade_plan(history, current, destination, db)
 
 
 def downgrade_plan(history: History, current: str | None, destination: str, db: Database) -> Plan:
     """The steps down from ``current``, a revision this release ships (or none), to ``destination``."""
     target = None if destination == "base" else destination
-    keep, have = count_through(history, target), count_through(history, current)
+    keep, have = history.count_through(target), history.count_through(current)
     if keep > have:
-        between = history.revisions[have:keep]
-        raise DatabaseBehindError(
+        raise behind_error(
             f"The database {db.where} is at revision {current or 'none'}"
             f"{'' if current else ' (granite-assets never migrated it)'}, below {destination}: "
             "there is nothing to downgrade. To move it up, run `granite-assets db upgrade`.",
             current=current,
-            pending=[r.revision for r in between],
+            pending=history.revisions[have:keep],
         )
     steps = tuple(reversed(history.revisions[keep:have]))
     return Plan(steps, target if steps else current, upgrade=False)
-
-
-def count_through(history: History, revision: str | None) -> int:
-    """How many revisions, from the first, lead up to and include ``revision``."""
-    return 0 if revision is None else len(history.revisions) - len(history.after(revision))

@@ -1,0 +1,151 @@
+"""MariaDB and MySQL: DDL that commits itself, ``GET_LOCK``, the server's error numbers.
+
+- The migration lock is ``GET_LOCK`` with its result checked, then ``RELEASE_LOCK``. Its names
+  are server-wide, so each names the database it protects.
+- Every DDL statement commits on its own, a caller's transaction with it: a caller's transaction
+  with revisions pending is refused, and a failed revision may leave part of itself behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import ClassVar, Final
+
+from sqlalchemy import Connection, text
+
+from granite_assets.migrations._backends.base import Backend, DatabaseView, ServerLock, migrating_under, whose
+from granite_assets.migrations._driver_errors import Signature
+from granite_assets.migrations._errors import UnsupportedConnectionError
+from granite_assets.migrations._names import logger
+
+_LOCK_PREFIX: Final = "granite_assets_migrations."
+_HOST_LOCK_PREFIX: Final = "granite_assets_host."
+_LOCK_NAME_MAX: Final = 64
+#: MySQL's largest ``wait_timeout`` (a year, in seconds); it has no "never".
+_LONGEST_WAIT_TIMEOUT: Final = 31_536_000
+
+
+@dataclass(frozen=True)
+class NamedLock(ServerLock):
+    """A ``GET_LOCK`` lock: granite-assets' own, or a host's named one, for one database.
+
+    Attributes:
+        database: The name of the database the lock protects.
+        name: ``None`` for granite-assets' own lock; a host's name for a lock of the host's own.
+    """
+
+    database: str | None
+    name: str | None = None
+
+    pauses: ClassVar[bool] = False  # GET_LOCK waits on the server
+
+    @property
+    def server_name(self) -> str:
+        """``GET_LOCK`` names are server-wide, so the database name is part of it (64 chars max)."""
+        if self.name is None:
+            prefix, full = _LOCK_PREFIX, _LOCK_PREFIX + (self.database or "")
+        else:
+            prefix = _HOST_LOCK_PREFIX
+            full = f"{prefix}{self.name}.{self.database or ''}"
+        if len(full) > _LOCK_NAME_MAX:
+            full = prefix + hashlib.sha256(full.encode()).hexdigest()[:32]
+        return full
+
+    @property
+    def title(self) -> str:
+        """What the lock is, for messages."""
+        return f"{whose(self.name)} (MySQL named lock {self.server_name!r})"
+
+    def holder_hint(self) -> str:
+        """How to find the session that holds the lock."""
+        return f"find its holder with SELECT IS_USED_LOCK('{self.server_name}') and SHOW PROCESSLIST"
+
+    def try_acquire(self, connection: Connection, wait: float) -> bool:
+        """Try to take the lock, waiting on the server; 1 means held, 0 timed out, NULL an error."""
+        got = connection.execute(
+            text("SELECT GET_LOCK(:name, :wait)"), {"name": self.server_name, "wait": math.ceil(wait)}
+        )
+        return got.scalar() == 1
+
+    def release(self, connection: Connection) -> None:
+        """Release the lock."""
+        connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": self.server_name})
+
+
+@dataclass(frozen=True)
+class MySQLBackend(Backend):
+    """MariaDB and MySQL, through pymysql, mysqlclient, aiomysql, asyncmy or their own connectors."""
+
+    ddl_commits_itself: ClassVar[bool] = True
+    connect_timeout_arguments: ClassVar[dict[str, str]] = {
+        "pymysql": "connect_timeout",
+        "mysqldb": "connect_timeout",
+        "aiomysql": "connect_timeout",
+        "asyncmy": "connect_timeout",
+        "mariadbconnector": "connect_timeout",
+        "mysqlconnector": "connection_timeout",
+    }
+
+    # The server's error numbers, which its drivers give; the SQLSTATEs for drivers that do not.
+    no_such_table: ClassVar[Signature] = Signature(frozenset({"42S02"}), frozenset({1146}))
+    no_such_column: ClassVar[Signature] = Signature(frozenset({"42S22"}), frozenset({1054}))
+    no_database_selected: ClassVar[Signature] = Signature(codes=frozenset({1046}))
+    aborted_transaction: ClassVar[Signature] = Signature()
+    no_database: ClassVar[Signature] = Signature(codes=frozenset({1049}))
+    bad_login: ClassVar[Signature] = Signature(codes=frozenset({1045}))
+    no_access: ClassVar[Signature] = Signature(codes=frozenset({1044}))
+
+    @property
+    def title(self) -> str:
+        """The database's name in messages."""
+        return "MySQL and MariaDB"
+
+    def migration_lock(
+        self, connection: Connection, *, transactional: bool, name: str | None = None
+    ) -> NamedLock:
+        """A named lock for the database the session is in.
+
+        The URL may not name it (connect_args, a creator), so the session is asked: every
+        migrator of one database then shares one lock.
+        """
+        database = connection.exec_driver_sql("SELECT DATABASE()").scalar()
+        return NamedLock(None if database is None else str(database), name)
+
+    @contextmanager
+    def own_migration(self, connection: Connection, db: DatabaseView, timeout: float) -> Iterator[None]:
+        """Hold the lock as every server does, saying so when the session is not in the URL's database."""
+        lock = self.migration_lock(connection, transactional=False)
+        if lock.database != db.url.database:
+            logger.warning(  # a USE left on a pooled connection, say: the tables go where the session is
+                "The connection to %s is in the database %s, not the URL's: granite-assets migrates %s.",
+                db.where,
+                lock.database,
+                lock.database,
+            )
+        with migrating_under(lock, connection, db, timeout):
+            yield
+
+    def refuse_callers_transaction(self, connection: Connection, db: DatabaseView) -> None:
+        """Refuse every caller's transaction: DDL would commit it, and end the lock before its commit."""
+        raise UnsupportedConnectionError(
+            f"granite-assets has revisions to apply to {db.where}, but not inside your transaction: "
+            "MariaDB and MySQL commit every DDL statement on their own, taking your transaction's "
+            "work with them, and the migration lock would end before your commit. Nothing was "
+            "changed. Call it before your transaction begins, or pass the Engine instead "
+            "(upgrade_to_head(connection.engine)): granite-assets then commits each revision."
+        )
+
+    @contextmanager
+    def idling_allowed(self, connection: Connection) -> Iterator[None]:
+        """Raise the session's ``wait_timeout`` to its longest for the block."""
+        saved = connection.exec_driver_sql("SELECT @@session.wait_timeout").scalar()
+        connection.exec_driver_sql(f"SET SESSION wait_timeout = {_LONGEST_WAIT_TIMEOUT}")
+        try:
+            yield
+        finally:
+            if not connection.invalidated:
+                connection.execute(text("SET SESSION wait_timeout = :value"), {"value": saved})

@@ -1,0 +1,155 @@
+"""PostgreSQL: transactional DDL, advisory locks, SQLSTATEs.
+
+- The migration lock is a session advisory lock, polled with ``pg_try_advisory_lock`` on the
+  connection granite-assets opens to migrate (a transaction-level one,
+  ``pg_try_advisory_xact_lock``, on a caller's connection). Being session-level, it outlives the
+  per-revision commits.
+- Reads run in AUTOCOMMIT: there every transaction costs a BEGIN and a ROLLBACK of its own.
+- A failed statement aborts its transaction, so reads in a caller's transaction look first.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import ClassVar, Final
+
+from sqlalchemy import Connection, text
+
+from granite_assets.migrations._backends.base import Backend, ServerLock, whose
+from granite_assets.migrations._driver_errors import Signature
+
+#: The key of granite-assets' own advisory lock: "gran" in ASCII, below 2**31 so that
+#: ``pg_locks.objid`` shows it as it is.
+LOCK_KEY: Final = 0x6772616E
+#: The first key of the two-key advisory locks named by hosts ("host"); a single-key lock such as
+#: granite-assets' own never equals a two-key one, so the two cannot collide.
+HOST_NAMESPACE: Final = 0x686F7374
+_SNAPSHOT_LEVELS = frozenset({"REPEATABLE READ", "SERIALIZABLE"})
+
+
+@dataclass(frozen=True)
+class AdvisoryLock(ServerLock):
+    """A PostgreSQL advisory lock: granite-assets' own (one key), or a host's named one (two keys).
+
+    Attributes:
+        transactional: Take the transaction-level lock, which ends with the transaction.
+        name: ``None`` for granite-assets' own lock; a host's name for a lock of the host's own.
+    """
+
+    transactional: bool = False
+    name: str | None = None
+
+    @property
+    def keys(self) -> str:
+        """The argument list of the advisory-lock functions for this lock."""
+        if self.name is None:
+            return str(LOCK_KEY)
+        return f"{HOST_NAMESPACE}, {_int4(zlib.crc32(self.name.encode()))}"
+
+    @property
+    def title(self) -> str:
+        """What the lock is, for messages."""
+        return f"{whose(self.name)} (PostgreSQL advisory lock {self.keys.replace(', ', ',')})"
+
+    def holder_hint(self) -> str:
+        """How to find the session that holds the lock."""
+        if self.name is None:
+            match = f"classid = 0 AND objid = {LOCK_KEY} AND objsubid = 1"
+        else:
+            classid, objid = (int(key) for key in self.keys.split(", "))
+            match = f"classid = {classid} AND objid = {_uint4(objid)} AND objsubid = 2"
+        return (
+            "find its holder with SELECT pid, application_name, client_addr FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid IN (SELECT pid FROM pg_locks WHERE "
+            f"locktype = 'advisory' AND {match} AND granted)"
+        )
+
+    def try_acquire(self, connection: Connection, wait: float) -> bool:
+        """Try once to take the lock; PostgreSQL's try functions never wait."""
+        # The keys are constants: plain driver SQL skips SQLAlchemy's statement compilation.
+        fn = "pg_try_advisory_xact_lock" if self.transactional else "pg_try_advisory_lock"
+        return bool(connection.exec_driver_sql(f"SELECT {fn}({self.keys})").scalar())
+
+    def release(self, connection: Connection) -> None:
+        """Release the lock; a transaction-level lock goes with the caller's transaction."""
+        if not self.transactional:
+            connection.exec_driver_sql(f"SELECT pg_advisory_unlock({self.keys})")
+
+
+def _int4(value: int) -> int:
+    """An unsigned 32-bit value as the signed int4 PostgreSQL's advisory functions take."""
+    return value - 2**32 if value >= 2**31 else value
+
+
+def _uint4(value: int) -> int:
+    """A signed int4 as the unsigned oid ``pg_locks`` shows it as."""
+    return value + 2**32 if value < 0 else value
+
+
+@dataclass(frozen=True)
+class PostgreSQLBackend(Backend):
+    """PostgreSQL, through psycopg 2 or 3, pg8000 or asyncpg."""
+
+    transactional_ddl: ClassVar[bool] = True
+    reads_in_autocommit: ClassVar[bool] = True
+    failed_statement_aborts_transaction: ClassVar[bool] = True
+    connect_timeout_arguments: ClassVar[dict[str, str]] = {
+        "psycopg2": "connect_timeout",
+        "psycopg": "connect_timeout",
+        "psycopg_async": "connect_timeout",
+        "asyncpg": "timeout",
+        "pg8000": "timeout",
+    }
+
+    # SQLSTATEs, and what libpq says where psycopg2 has no SQLSTATE (before the session starts).
+    no_such_table: ClassVar[Signature] = Signature(sqlstates=frozenset({"42P01"}))
+    no_such_column: ClassVar[Signature] = Signature(sqlstates=frozenset({"42703"}))
+    no_database_selected: ClassVar[Signature] = Signature()
+    no_database: ClassVar[Signature] = Signature(
+        sqlstates=frozenset({"3D000"}), phrasings=(("database", "does not exist"),)
+    )
+    bad_login: ClassVar[Signature] = Signature(
+        sqlstates=frozenset({"28P01", "28000"}),
+        phrasings=(
+            ("password authentication failed",),
+            ("not permitted to log in",),
+            ("role", "does not exist"),
+        ),
+    )
+    no_access: ClassVar[Signature] = Signature(
+        sqlstates=frozenset({"42501"}), phrasings=(("permission denied for database",),)
+    )
+
+    @property
+    def title(self) -> str:
+        """The database's name in messages."""
+        return "PostgreSQL"
+
+    def migration_lock(
+        self, connection: Connection, *, transactional: bool, name: str | None = None
+    ) -> AdvisoryLock:
+        """An advisory lock, which belongs to the connection's database already."""
+        return AdvisoryLock(transactional, name)
+
+    def sees_a_snapshot(self, connection: Connection) -> bool:
+        """REPEATABLE READ and SERIALIZABLE transactions see the database as it was when they began."""
+        return connection.get_isolation_level() in _SNAPSHOT_LEVELS
+
+    @contextmanager
+    def idling_allowed(self, connection: Connection) -> Iterator[None]:
+        """Exempt the session from ``idle_session_timeout`` (PostgreSQL 14 and later) for the block."""
+        if (connection.dialect.server_version_info or (0,)) < (14,):  # the setting came with 14
+            yield
+            return
+        saved = connection.exec_driver_sql("SHOW idle_session_timeout").scalar()
+        connection.exec_driver_sql("SET idle_session_timeout = 0")
+        try:
+            yield
+        finally:
+            if not connection.invalidated:
+                connection.execute(
+                    text("SELECT set_config('idle_session_timeout', :value, false)"), {"value": saved}
+                )

@@ -1,0 +1,37 @@
+"""How messages are worded: driver errors folded onto one line, durations in words.
+
+Plain Python, importable without SQLAlchemy: the command line's option parser uses it too.
+"""
+
+from __future__ import annotations
+
+
+def one_line(text: str) -> str:
+    """Fold a message (a driver's, say) onto one line that ends like a sentence, each of its parts too.
+
+    A line that starts in lower case continues the one before it (libpq wraps its sentences);
+    PostgreSQL's caret line, which points into the statement above it, means nothing on one line.
+    """
+    parts: list[str] = []
+    for raw in text.splitlines():
+        line = " ".join(raw.split())
+        if not line or set(line) <= {"^"}:
+            continue
+        if parts and line[0].islower() and not parts[-1].endswith((".", "?", "!")):
+            parts[-1] = f"{parts[-1]} {line}"
+        else:
+            parts.append(line)
+    return " ".join(part if part.endswith((".", "?", "!", ":")) else f"{part}." for part in parts)
+
+
+def driver_text(orig: BaseException | None) -> str:
+    """A driver error's own words: pg8000 gives the server's fields as a dict, whose M is the message."""
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], dict) and "M" in args[0]:
+        return str(args[0]["M"])
+    return str(orig)
+
+
+def seconds(count: float) -> str:
+    """``count`` seconds, in words: "1 second", "2.5 seconds"."""
+    return "1 second" if count == 1 else f"{count:g} seconds"
