@@ -100,6 +100,20 @@ def test_mysql_connection_at_head_is_a_read(database: Database) -> None:
         assert upgrade_to_head(connection) == head_revision()
 
 
+@pytest.mark.parametrize("backend", backend_params(MYSQL), indirect=True)
+def test_mysql_snapshot_older_than_the_version_table_is_told_to_retry(database: Database) -> None:
+    """A MariaDB transaction that began before granite-assets' table existed is refused, not a raw 1412."""
+    with engine_for(database) as engine, engine.connect() as connection:
+        connection.execute(text("CREATE TABLE host_orders (id INTEGER PRIMARY KEY)"))
+        connection.commit()
+        connection.execute(text("SELECT * FROM host_orders")).fetchall()  # the snapshot is taken here
+        assert upgrade_to_head(engine) == head_revision()  # another process migrates
+        with pytest.raises(UnsupportedConnectionError, match="roll back your transaction and call again"):
+            upgrade_to_head(connection)
+        connection.rollback()
+        assert upgrade_to_head(connection) == head_revision()  # a new transaction sees the table
+
+
 @pytest.mark.parametrize("backend", backend_params(POSTGRESQL), indirect=True)
 def test_noop_on_a_callers_connection_takes_no_lock(database: Database) -> None:
     """At head, a caller's PostgreSQL transaction is not made to hold the migration lock until it ends."""

@@ -128,7 +128,9 @@ class UnsupportedConnectionError(MigrationError):
     Raised, only when revisions are pending, for a connection in a transaction on MariaDB or
     MySQL (DDL commits on its own there), on SQLite with ``PRAGMA foreign_keys`` on (table rebuilds
     need it off, which SQLite only allows outside a transaction), and on PostgreSQL at REPEATABLE
-    READ or SERIALIZABLE when another process migrated the database after the transaction began.
+    READ or SERIALIZABLE when another process migrated the database after the transaction began;
+    and, whatever is pending, on MariaDB and MySQL when granite-assets' tables were created or
+    changed after the transaction began, which such a transaction cannot read.
     Pass the Engine instead, or roll back and call again in a new transaction.
     """
 

@@ -10,6 +10,7 @@ from granite_assets.migrations._errors import (
     InvalidURLError,
     InvalidVersionTableError,
     MigrationFailedError,
+    UnsupportedConnectionError,
 )
 from granite_assets.migrations._names import VERSION_TABLE
 
@@ -66,6 +67,13 @@ def _unless_missing(connection: Connection, db: Database, exc: DBAPIError, *, ke
             f"Could not read {VERSION_TABLE} on {db.where}: an earlier statement aborted the transaction "
             f"of the connection you passed ({reason}) Nothing was changed: roll it back, then call again.",
             None,
+        ) from None
+    if keep_transaction and backend.changed_since_snapshot.matches(exc.orig):
+        raise UnsupportedConnectionError(
+            f"granite-assets' tables on {db.where} were created or changed after your transaction "
+            f"began (another process, or another connection of yours, migrated the database), and "
+            f"{backend.title} will not show them to a transaction that began before. Nothing was changed: "
+            "roll back your transaction and call again in a new one (or pass the Engine)."
         ) from None
     if backend.no_database_selected.matches(exc.orig):
         raise InvalidURLError(

@@ -190,6 +190,8 @@ class Backend:
         codes=frozenset({1046}), phrasings=(("No database selected",),)
     )
     aborted_transaction: ClassVar[Signature] = Signature(sqlstates=frozenset({"25P02"}))
+    #: A table created or altered after the caller's transaction took its snapshot.
+    changed_since_snapshot: ClassVar[Signature] = Signature(codes=frozenset({1412}))
     no_database: ClassVar[Signature] = Signature(
         frozenset({"3D000"}), frozenset({1049}), (("database", "does not exist"),)
     )

@@ -95,6 +95,7 @@ class MySQLBackend(Backend):
     no_such_column: ClassVar[Signature] = Signature(frozenset({"42S22"}), frozenset({1054}))
     no_database_selected: ClassVar[Signature] = Signature(codes=frozenset({1046}))
     aborted_transaction: ClassVar[Signature] = Signature()
+    changed_since_snapshot: ClassVar[Signature] = Signature(codes=frozenset({1412}))  # ER_TABLE_DEF_CHANGED
     no_database: ClassVar[Signature] = Signature(codes=frozenset({1049}))
     bad_login: ClassVar[Signature] = Signature(codes=frozenset({1045}))
     no_access: ClassVar[Signature] = Signature(codes=frozenset({1044}))

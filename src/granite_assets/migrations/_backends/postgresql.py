@@ -108,6 +108,7 @@ class PostgreSQLBackend(Backend):
     no_such_table: ClassVar[Signature] = Signature(sqlstates=frozenset({"42P01"}))
     no_such_column: ClassVar[Signature] = Signature(sqlstates=frozenset({"42703"}))
     no_database_selected: ClassVar[Signature] = Signature()
+    changed_since_snapshot: ClassVar[Signature] = Signature()
     no_database: ClassVar[Signature] = Signature(
         sqlstates=frozenset({"3D000"}), phrasings=(("database", "does not exist"),)
     )

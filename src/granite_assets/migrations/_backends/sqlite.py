@@ -335,6 +335,7 @@ class SQLiteBackend(Backend):
     no_such_table: ClassVar[Signature] = Signature(phrasings=(("no such table",),))
     no_such_column: ClassVar[Signature] = Signature(phrasings=(("no such column",),))
     no_database_selected: ClassVar[Signature] = Signature()
+    changed_since_snapshot: ClassVar[Signature] = Signature()
     aborted_transaction: ClassVar[Signature] = Signature()
 
     @property
