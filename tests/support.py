@@ -130,7 +130,7 @@ def snapshot(database: Database) -> tuple[frozenset[str], list[str] | None]:
 
 def mysql_lock_name(database: Database) -> str:
     """The ``GET_LOCK`` name granite-assets uses for ``database``."""
-    return NamedLock(database.url.database).server_name
+    return NamedLock(str(database.url.database)).server_name
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BACKENDS, Database, backend_params
+from conftest import BACKENDS, Database, backend_params, fresh_database, require_server
 from sqlalchemy import create_engine, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool, StaticPool
@@ -117,7 +117,7 @@ def test_timeout_names_the_lock_and_how_to_find_its_holder(database: Database, t
             assert len(database.scalar_rows(query.group())) == 1
             assert f"advisory lock {POSTGRESQL_HOST_NAMESPACE}," in message
         elif database.backend.name == "mysql":
-            name = NamedLock(database.url.database, name="myapp").server_name
+            name = NamedLock(str(database.url.database), name="myapp").server_name
             assert f"SELECT IS_USED_LOCK('{name}')" in message
             assert database.scalar_rows(f"SELECT IS_USED_LOCK('{name}')") != [None]
         else:
@@ -549,3 +549,84 @@ def test_the_hosts_pooled_connection_gets_its_idle_timeout_back(database: Databa
     finally:
         engine.dispose()
     assert after == before
+
+
+# Holds the lock and forks a child inside the block; the child leaves the block as any code in it
+# would, then exits normally (its interpreter cleans up). The parent, still in its block, waits.
+CHILD_LEAVES_THE_BLOCK = """
+import os, sys
+from granite_assets.migrations import migration_lock
+with migration_lock(sys.argv[1], name="myapp"):
+    child = os.fork()
+    if child:
+        os.waitpid(child, 0)
+        print("child gone", flush=True)
+        sys.stdin.read()
+if child == 0:
+    sys.exit(0)
+print("left", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_child_that_leaves_the_block_keeps_its_parents_lock(database: Database) -> None:
+    """A child forked in the block that leaves it normally releases nothing: the parent still holds the lock."""
+    url = database.url_string
+    with subprocess.Popen(
+        [sys.executable, "-c", CHILD_LEAVES_THE_BLOCK, url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as parent:
+        assert parent.stdout is not None
+        assert parent.stdout.readline().strip() == "child gone"
+        try:
+            assert not can_take(url, "myapp"), "the child's exit released its parent's lock"
+        finally:
+            out, err = parent.communicate("", timeout=60)
+    assert parent.returncode == 0, err
+    assert out.strip() == "left"
+    assert can_take(url, "myapp")
+
+
+def test_a_nested_block_on_another_database_takes_its_own_lock(database: Database, tmp_path: Path) -> None:
+    """Nesting is keyed by the database too: an inner block for the same name elsewhere is locked there."""
+    (tmp_path / "other").mkdir()
+    with fresh_database(database.backend, tmp_path / "other") as second:
+        other = second.url_string
+        with (
+            migration_lock(database.url_string, name="myapp"),
+            migration_lock(other, name="myapp", timeout=0),
+        ):
+            assert not can_take(other, "myapp")
+            assert not can_take(database.url_string, "myapp")
+        assert can_take(other, "myapp")
+
+
+@pytest.mark.sqlite
+def test_sqlite_symlink_to_the_database_shares_its_lock(tmp_path: Path) -> None:
+    """A symlink to the database file names the same lock as the file itself."""
+    real = tmp_path / "data" / "app.db"
+    real.parent.mkdir()
+    upgrade_to_head(f"sqlite:///{real}")
+    link = tmp_path / "app-link.db"
+    link.symlink_to(real)
+    with migration_lock(f"sqlite:///{real}", name="myapp"):
+        assert not can_take(f"sqlite:///{link}", "myapp")
+
+
+@pytest.mark.mysql
+def test_mysql_url_naming_no_database_is_refused(tmp_path: Path) -> None:
+    """A MariaDB URL (or engine) that names no database gets InvalidURLError, not a server-wide lock."""
+    admin = require_server("mysql")
+    engine = create_engine(admin, poolclass=NullPool)
+    try:
+        for target in (admin.render_as_string(hide_password=False), engine):
+            with (
+                pytest.raises(InvalidURLError, match="names no database"),
+                migration_lock(target, name="myapp"),
+            ):
+                pytest.fail("the block ran")
+    finally:
+        engine.dispose()

@@ -7,7 +7,6 @@ from sqlalchemy.exc import DBAPIError
 
 from granite_assets.migrations._database import Database
 from granite_assets.migrations._errors import (
-    InvalidURLError,
     InvalidVersionTableError,
     MigrationFailedError,
     UnsupportedConnectionError,
@@ -76,10 +75,7 @@ def _unless_missing(connection: Connection, db: Database, exc: DBAPIError, *, ke
             "roll back your transaction and call again in a new one (or pass the Engine)."
         ) from None
     if backend.no_database_selected.matches(exc.orig):
-        raise InvalidURLError(
-            f"{db.where} names no database, so MariaDB and MySQL have none to keep granite-assets' tables "
-            "in. Add the database's name to the URL (mysql+pymysql://user@host/name)."
-        ) from None
+        raise backend.no_database_named(db.where) from None
     missing = backend.no_such_table.matches(exc.orig)
     if missing is None and own:  # a driver whose errors we cannot read: ask
         connection.rollback()

@@ -7,6 +7,7 @@ the error codes of every backend granite-assets knows, read by code where the dr
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -19,10 +20,12 @@ from sqlalchemy.exc import DBAPIError
 from granite_assets.migrations._driver_errors import Signature
 from granite_assets.migrations._errors import (
     DatabaseConnectionError,
+    InvalidURLError,
     MigrationError,
     MigrationLockTimeoutError,
     UnsupportedConnectionError,
 )
+from granite_assets.migrations._forking import in_use
 from granite_assets.migrations._messages import one_line, seconds
 from granite_assets.migrations._names import logger
 from granite_assets.migrations._waiting import wait_for
@@ -246,6 +249,13 @@ class Backend:
             )
         return DatabaseConnectionError(f"Could not connect to {db.where}: {reason} {advice}")
 
+    def no_database_named(self, where: str) -> InvalidURLError:
+        """The error for a URL (or session) that names no database, where the server needs one."""
+        return InvalidURLError(
+            f"{where} names no database, so {self.title} has none to keep granite-assets' tables in. "
+            "Add the database's name to the URL (mysql+pymysql://user@host/name)."
+        )
+
     def unreadable_database(self, db: DatabaseView, reason: str) -> MigrationError | None:
         """The error for a database that is not one at all (a file of another kind), else ``None``."""
         return None
@@ -329,7 +339,8 @@ class Backend:
     @contextmanager
     def host_lock(self, db: DatabaseView, name: str, timeout: float, connect: Connect) -> Iterator[None]:
         """Hold the server's lock ``name`` on a connection of our own, in AUTOCOMMIT."""
-        with connect(db) as connection:
+        owner = os.getpid()
+        with connect(db) as connection, in_use(connection):
             connection.execution_options(isolation_level="AUTOCOMMIT")
             lock = self.migration_lock(connection, transactional=False, name=name)
             if lock is None:  # a dialect without a lock: migration_lock() warned
@@ -340,7 +351,10 @@ class Backend:
                 try:
                     yield
                 finally:
-                    _release(lock, connection, db)
+                    if os.getpid() == owner:
+                        _release(lock, connection, db)
+                    else:  # a child forked in the block: the session, and its lock, are the parent's
+                        connection.invalidate()
 
     @contextmanager
     def idling_allowed(self, connection: Connection) -> Iterator[None]:

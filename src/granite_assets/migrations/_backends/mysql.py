@@ -21,6 +21,7 @@ from granite_assets.migrations._backends.base import Backend, DatabaseView, Serv
 from granite_assets.migrations._driver_errors import Signature
 from granite_assets.migrations._errors import UnsupportedConnectionError
 from granite_assets.migrations._names import logger
+from granite_assets.migrations._urls import display_url
 
 _LOCK_PREFIX: Final = "granite_assets_migrations."
 _HOST_LOCK_PREFIX: Final = "granite_assets_host."
@@ -38,7 +39,7 @@ class NamedLock(ServerLock):
         name: ``None`` for granite-assets' own lock; a host's name for a lock of the host's own.
     """
 
-    database: str | None
+    database: str
     name: str | None = None
 
     pauses: ClassVar[bool] = False  # GET_LOCK waits on the server
@@ -47,10 +48,10 @@ class NamedLock(ServerLock):
     def server_name(self) -> str:
         """``GET_LOCK`` names are server-wide, so the database name is part of it (64 chars max)."""
         if self.name is None:
-            prefix, full = _LOCK_PREFIX, _LOCK_PREFIX + (self.database or "")
+            prefix, full = _LOCK_PREFIX, _LOCK_PREFIX + self.database
         else:
             prefix = _HOST_LOCK_PREFIX
-            full = f"{prefix}{self.name}.{self.database or ''}"
+            full = f"{prefix}{self.name}.{self.database}"
         if len(full) > _LOCK_NAME_MAX:
             full = prefix + hashlib.sha256(full.encode()).hexdigest()[:32]
         return full
@@ -114,7 +115,9 @@ class MySQLBackend(Backend):
         migrator of one database then shares one lock.
         """
         database = connection.exec_driver_sql("SELECT DATABASE()").scalar()
-        return NamedLock(None if database is None else str(database), name)
+        if database is None:  # a lock for no database would be server-wide
+            raise self.no_database_named(display_url(connection.engine.url))
+        return NamedLock(str(database), name)
 
     @contextmanager
     def own_migration(self, connection: Connection, db: DatabaseView, timeout: float) -> Iterator[None]:

@@ -257,8 +257,9 @@ def lock_file(db: DatabaseView, name: str) -> str:
             f"{db.where} is an in-memory SQLite database: no other process can migrate it, and "
             "there is no file to put migration_lock()'s lock file beside. Run the upgrade without it."
         )
-    # A str, not a Path: it is what os.open takes.
-    folder, base = os.path.split(os.path.abspath(database))  # noqa: PTH100
+    # The real file, through any symlink, so that every name of one database shares one lock; a
+    # str, not a Path, since that is what os.open takes.
+    folder, base = os.path.split(os.path.realpath(database))
     file_name = f"{base}.granite-assets-{name}.lock"
     if len(file_name.encode()) > _FILE_NAME_MAX:
         digest = hashlib.sha256(f"{base}/{name}".encode()).hexdigest()[:32]
