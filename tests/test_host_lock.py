@@ -570,7 +570,7 @@ print("left", flush=True)
 
 @pytest.mark.slow
 def test_a_child_that_leaves_the_block_keeps_its_parents_lock(database: Database) -> None:
-    """A child forked in the block that leaves it normally releases nothing: the parent still holds the lock."""
+    """A child forked in the block that leaves it normally releases nothing: the parent keeps the lock."""
     url = database.url_string
     with subprocess.Popen(
         [sys.executable, "-c", CHILD_LEAVES_THE_BLOCK, url],
@@ -617,7 +617,7 @@ def test_sqlite_symlink_to_the_database_shares_its_lock(tmp_path: Path) -> None:
 
 
 @pytest.mark.mysql
-def test_mysql_url_naming_no_database_is_refused(tmp_path: Path) -> None:
+def test_mysql_url_naming_no_database_is_refused() -> None:
     """A MariaDB URL (or engine) that names no database gets InvalidURLError, not a server-wide lock."""
     admin = require_server("mysql")
     engine = create_engine(admin, poolclass=NullPool)

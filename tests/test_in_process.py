@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -219,3 +221,65 @@ def test_in_memory_database_through_a_static_pool_engine() -> None:
             assert migrations.upgrade_to_head(connection) == migrations.head_revision()
     finally:
         engine.dispose()
+
+
+# A thread migrates (its revision waits for the pipe); the main thread forks meanwhile, and the
+# child, which has no such thread, upgrades another database at once. Exit 0: it did.
+FORK_WHILE_A_THREAD_MIGRATES = """
+import os, sys, threading
+from pathlib import Path
+from granite_assets.migrations import MigrationError, _runner
+environment, url, other = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+started = threading.Event()
+import builtins
+builtins.granite_assets_test_started = started
+thread = threading.Thread(target=_runner.upgrade, args=(environment, url, 60))
+thread.start()
+started.wait(60)
+child = os.fork()
+if child == 0:
+    try:
+        _runner.upgrade(environment, other, 5)
+    except MigrationError as exc:
+        print(exc, file=sys.stderr, flush=True)
+        os._exit(1)
+    os._exit(0)
+_, status = os.waitpid(child, 0)
+builtins.granite_assets_test_release.set()
+thread.join()
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", backend_params(), indirect=True)
+def test_a_child_forked_while_a_thread_migrates_can_migrate(
+    database: Database, environment_copy: Path, tmp_path: Path
+) -> None:
+    """Pre-fork servers fork after start-up: the child's own upgrade never waits for a thread it lacks."""
+    add_revision(
+        environment_copy,
+        "0002",
+        "0001",
+        "import builtins, threading\n"
+        "builtins.granite_assets_test_release = threading.Event()\n"
+        "builtins.granite_assets_test_started.set()\n"
+        "builtins.granite_assets_test_release.wait(60)",
+        message="waits",
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            FORK_WHILE_A_THREAD_MIGRATES,
+            str(environment_copy),
+            database.url_string,
+            f"sqlite:///{tmp_path / 'child.db'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert version_rows(database) == ["0002"]

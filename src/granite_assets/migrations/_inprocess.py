@@ -12,6 +12,7 @@ proxies it found when it ends. Reading the version table, the no-op path, needs 
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +23,29 @@ from granite_assets.migrations._errors import MigrationError, MigrationLockTimeo
 from granite_assets.migrations._messages import seconds
 from granite_assets.migrations._waiting import wait_for, waits_cooperatively
 
-_alembic_run = threading.Lock()
+
+class _Guard:
+    """The process's Alembic lock, and the thread that holds it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.holder: int | None = None
+
+    def after_fork_in_child(self) -> None:
+        """Free the lock in a forked child when a thread the child lacks held it.
+
+        Pre-fork servers (gunicorn's preload_app, Celery's prefork pool) fork after start-up
+        work: a thread that was migrating in the parent does not exist in the child, which would
+        otherwise wait ``lock_timeout`` for it. A thread that forked while migrating itself goes
+        on in the child, and releases the lock as usual.
+        """
+        if self.holder is not None and self.holder != threading.get_ident():
+            self.lock = threading.Lock()
+            self.holder = None
+
+
+_guard = _Guard()
+os.register_at_fork(after_in_child=_guard.after_fork_in_child)
 # Set while this thread (or task) runs granite-assets' Alembic: a call from inside that run, such
 # as a revision upgrading granite-assets again, would wait for itself until lock_timeout.
 _running: ContextVar[bool] = ContextVar("granite_assets_running", default=False)
@@ -31,8 +54,12 @@ _running: ContextVar[bool] = ContextVar("granite_assets_running", default=False)
 def _take(budget: float) -> bool:
     if waits_cooperatively() or budget <= 0:
         # Inside an async caller's event loop: never block it; wait_for yields between tries.
-        return _alembic_run.acquire(blocking=False)
-    return _alembic_run.acquire(timeout=budget)  # a plain thread may block, a slice at a time
+        taken = _guard.lock.acquire(blocking=False)
+    else:
+        taken = _guard.lock.acquire(timeout=budget)  # a plain thread may block, a slice at a time
+    if taken:
+        _guard.holder = threading.get_ident()
+    return taken
 
 
 def refuse_nested(where: str) -> None:
@@ -66,7 +93,8 @@ def alembic_run(timeout: float, where: str) -> Iterator[None]:
             yield
     finally:
         _running.reset(token)
-        _alembic_run.release()
+        _guard.holder = None
+        _guard.lock.release()
 
 
 @contextmanager
