@@ -209,10 +209,13 @@ def test_incompatible_revision_stops_older_releases_until_reverted(
             assert (error.revision, error.reason, error.blocking) == ("0004", "incompatible", "0004")
             assert "the newer revision 0004 is not backward compatible" in str(error)
             assert "roll forward" in str(error)
-            assert "granite-assets db downgrade" in str(error)
+            # 0003 is compatible: reverting only 0004 is enough, and keeps 0003's column and data.
+            assert "`granite-assets db downgrade 0003`" in str(error)
+            assert "downgrade 0002" not in str(error)
     run = granite_assets(tmp_path, "db", "check", "--url", url, environment=releases.one)
     assert run.code == EXIT_AHEAD
     assert "0004 is not backward compatible" in run.err
+    assert "`granite-assets db downgrade 0003`" in run.err
     assert state(database) == before
 
     assert _runner.downgrade(releases.three, url, "0003", LOCK_TIMEOUT) == "0003"

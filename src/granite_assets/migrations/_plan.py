@@ -70,9 +70,12 @@ def ahead_error(
         f"The database {db.where} is at granite-assets revision {ahead.revision}, which this release "
         f"does not ship (its newest is {history.head})"
     )
+    # Reverting the blocking revision is enough: the compatible ones before it serve this release,
+    # and reverting them too would drop their columns and the data written to them.
+    keep = _parent_of_blocking(ahead) or history.head
     ways_out = (
         "roll forward to a release that ships it, or first downgrade the database to "
-        f"{history.head} with the newer release: `granite-assets db downgrade {history.head}`"
+        f"{keep} with the newer release: `granite-assets db downgrade {keep}`"
     )
     if downgrading:
         message = (
@@ -96,6 +99,14 @@ def ahead_error(
     return DatabaseAheadError(
         message, revision=ahead.revision, reason=ahead.reason or "compatible", blocking=ahead.blocking
     )
+
+
+def _parent_of_blocking(ahead: _compatibility.Ahead) -> str | None:
+    """The newer revision just before the first incompatible one; ``None`` when that is the first."""
+    if ahead.blocking is None or ahead.blocking not in ahead.newer:
+        return None
+    index = ahead.newer.index(ahead.blocking)
+    return ahead.newer[index - 1] if index else None
 
 
 def plan(
