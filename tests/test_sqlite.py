@@ -113,6 +113,51 @@ def test_violations_that_were_there_before_do_not_block_the_upgrade(
     assert database.scalar_rows("SELECT count(*) FROM host_orders") == [3]
 
 
+def malformed_key(database: Database, parent: str) -> None:
+    """A host table whose foreign key refers to a column that is not unique: SQLite accepts it."""
+    database.execute(
+        "CREATE TABLE host_codes (code TEXT)",
+        f"CREATE TABLE host_tags (id INTEGER PRIMARY KEY, code TEXT REFERENCES {parent} (code))",
+    )
+
+
+def test_a_malformed_foreign_key_elsewhere_in_the_hosts_schema_is_not_ours_to_check(
+    database: Database, environment_copy: Path
+) -> None:
+    """A host key SQLite cannot check ("foreign key mismatch") on tables no revision touches is left alone."""
+    malformed_key(database, "host_codes")
+    add_revision(environment_copy, "0002", "0001", ASSET_TABLE, message="asset table")
+    engine = engine_with_foreign_keys(database)
+    try:
+        assert _runner.upgrade(environment_copy, engine, 30) == "0002"
+    finally:
+        engine.dispose()
+    assert version_rows(database) == ["0002"]
+
+
+def test_a_malformed_foreign_key_to_granite_assets_tables_is_named(
+    database: Database, environment_copy: Path
+) -> None:
+    """A host key to our tables that SQLite cannot check fails clearly, naming it, and changes nothing."""
+    add_revision(environment_copy, "0002", "0001", ASSET_TABLE, message="asset table")
+    _runner.upgrade(environment_copy, database.url_string, 30)
+    database.execute(
+        "CREATE TABLE host_tags (id INTEGER PRIMARY KEY, "
+        "asset_name TEXT REFERENCES granite_assets_asset (name))"  # name is not unique
+    )
+    add_revision(environment_copy, "0003", "0002", REBUILD, message="rebuild asset table")
+    engine = engine_with_foreign_keys(database)
+    try:
+        with pytest.raises(MigrationFailedError) as caught:
+            _runner.upgrade(environment_copy, engine, 30)
+    finally:
+        engine.dispose()
+    assert "host_tags" in str(caught.value)
+    assert "foreign key mismatch" in str(caught.value)
+    assert "Nothing was changed" in str(caught.value)
+    assert version_rows(database) == ["0002"]
+
+
 def test_lock_wait_is_lock_timeout_whatever_the_urls_busy_timeout(
     database: Database, environment_copy: Path
 ) -> None:

@@ -37,6 +37,7 @@ from granite_assets.migrations._errors import (
     UnsupportedConnectionError,
 )
 from granite_assets.migrations._messages import seconds
+from granite_assets.migrations._names import TABLE_PREFIX
 from granite_assets.migrations._urls import display_url
 from granite_assets.migrations._waiting import wait_for
 
@@ -196,15 +197,56 @@ def _foreign_keys(connection: Connection, switch: str | None = None) -> bool:
         cursor.close()
 
 
-def foreign_key_violations(connection: Connection) -> Counter[tuple[str, ...]]:
-    """Count the rows that break a foreign key, by table, referred table and key."""
-    rows = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+def foreign_key_violations(connection: Connection, db: DatabaseView) -> Counter[tuple[str, ...]]:
+    """Count the rows that break a foreign key a migration can break, by table, referred table and key.
+
+    Those are the keys of granite-assets' tables and the keys that refer to them: the host's
+    other keys are not granite-assets' to check, and one SQLite cannot check at all (a key to a
+    column that is not unique: "foreign key mismatch") must not stop every migration.
+    """
+    rows: list[Any] = []
+    for table in _tables_keyed_to_ours(connection):
+        try:
+            rows += connection.exec_driver_sql(f"PRAGMA foreign_key_check({_quoted(table)})").fetchall()
+        except OperationalError as exc:
+            if "foreign key mismatch" not in str(exc.orig):
+                raise
+            raise MigrationFailedError(
+                f"SQLite cannot check the foreign keys of the table {table} on {db.where}, which refer to "
+                f"granite-assets' tables: {db.explain(exc)} A foreign key must refer to its parent "
+                "table's primary key or to columns with a unique index. Nothing was changed: fix that "
+                "key, then run the migration again.",
+                None,
+            ) from None
     return Counter((str(r[0]), str(r[2]), str(r[3])) for r in rows)
+
+
+def _tables_keyed_to_ours(connection: Connection) -> list[str]:
+    """granite-assets' tables, and every table with a foreign key to one of them."""
+    names = [
+        str(row[0])
+        for row in connection.exec_driver_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+        )
+    ]
+    keyed = []
+    for name in names:
+        parents = {
+            str(row[2]) for row in connection.exec_driver_sql(f"PRAGMA foreign_key_list({_quoted(name)})")
+        }
+        if any(table.startswith(TABLE_PREFIX) for table in (name, *parents)):
+            keyed.append(name)
+    return keyed
+
+
+def _quoted(name: str) -> str:
+    """``name`` as an SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def refuse_new_violations(connection: Connection, db: DatabaseView, before: Counter[tuple[str, ...]]) -> None:
     """Fail the migration, before its commit, if it left rows breaking foreign keys that did not before."""
-    new = foreign_key_violations(connection) - before
+    new = foreign_key_violations(connection, db) - before
     if new:
         found = "; ".join(
             f"{n} row(s) of {table} referring to {parent}" for (table, parent, _), n in new.items()
@@ -395,7 +437,9 @@ class SQLiteBackend(Backend):
     def own_migration(self, connection: Connection, db: DatabaseView, timeout: float) -> Iterator[None]:
         """Migrate in one transaction under the write lock, foreign keys off, checked before the commit."""
         with foreign_keys_off(connection, db) as checking, write_lock(connection, db, timeout):
-            before: Counter[tuple[str, ...]] = foreign_key_violations(connection) if checking else Counter()
+            before: Counter[tuple[str, ...]] = (
+                foreign_key_violations(connection, db) if checking else Counter()
+            )
             yield
             if checking:
                 refuse_new_violations(connection, db, before)
