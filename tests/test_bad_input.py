@@ -578,3 +578,35 @@ def test_a_role_that_may_not_log_in_is_told_to_check_the_login(database: Databas
         migrations.upgrade_to_head(url)
     assert "Check the user name and password" in str(caught.value)
     assert "server is running" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("driver", "package"),
+    [
+        ("mysqlconnector", "mysql-connector-python"),
+        ("mariadbconnector", "mariadb"),
+        ("mysqldb", "mysqlclient"),
+        ("psycopg2cffi", "psycopg2cffi"),
+        ("pysqlcipher", "sqlcipher3"),
+    ],
+)
+def test_a_missing_driver_names_the_package_that_provides_it(driver: str, package: str) -> None:
+    """The install hint names the package on the index that provides the driver, not the driver's name."""
+    backend = {"mysqlconnector": "mysql", "mariadbconnector": "mariadb", "mysqldb": "mysql"}.get(
+        driver, "sqlite" if driver == "pysqlcipher" else "postgresql"
+    )
+    url = f"{backend}+{driver}://app@127.0.0.1/app" if backend != "sqlite" else f"sqlite+{driver}:///app.db"
+    with pytest.raises(MissingDependencyError) as caught:
+        migrations.current_revision(url)
+    assert f"pip install {package!r}" in str(caught.value)
+
+
+def test_each_installed_drivers_hint_is_a_package_that_provides_it() -> None:
+    """For every driver installed here, the package the hint names really provides its module."""
+    from importlib.metadata import packages_distributions
+
+    provided = packages_distributions()
+    for driver, (module, package) in _urls._DRIVER_PACKAGES.items():
+        top = module.split(".")[0]
+        if top in provided:
+            assert package.split("[")[0].lower() in {d.lower() for d in provided[top]}, driver

@@ -62,11 +62,14 @@ def granite_assets(
     env_url: str | None = None,
     console_script: bool = False,
     environment: Path | None = None,
+    database_url: str | None = None,
 ) -> Run:
     """Run ``granite-assets ARGS`` in a new process; check that ``secret`` appears nowhere in its output."""
-    env = {k: v for k, v in os.environ.items() if k != URL_VARIABLE}
+    env = {k: v for k, v in os.environ.items() if k not in {URL_VARIABLE, "DATABASE_URL"}}
     if env_url is not None:
         env[URL_VARIABLE] = env_url
+    if database_url is not None:
+        env["DATABASE_URL"] = database_url
     if console_script:
         command = [str(CONSOLE_SCRIPT), *args]
     elif environment is not None:
@@ -436,3 +439,45 @@ def test_an_empty_url_is_refused_rather_than_replaced_by_the_environments(tmp_pa
     assert run.code == EXIT_USAGE
     assert "--url is empty" in run.err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_exit_codes_are_the_documented_numbers() -> None:
+    """The codes scripts test for are fixed: 0 ok, 1 migration error, 2 usage, 3 behind, 4 ahead."""
+    assert (EXIT_OK, EXIT_MIGRATION_ERROR, EXIT_USAGE, EXIT_BEHIND, EXIT_AHEAD) == (0, 1, 2, 3, 4)
+
+
+def test_only_database_url_set_says_it_was_seen_and_not_read(tmp_path: Path) -> None:
+    """With DATABASE_URL alone, the command says it saw it, why it does not read it, and what to set."""
+    run = granite_assets(tmp_path, "db", "current", database_url=f"sqlite:///{tmp_path / 'app.db'}")
+    assert run.code == 2
+    assert "DATABASE_URL is set, but granite-assets deliberately does not read it" in run.err
+    assert URL_VARIABLE in run.err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_in_memory_url_gets_advice_for_the_command_line(tmp_path: Path) -> None:
+    """The command line names the URL as typed and says to name a file, not to pass an Engine."""
+    run = granite_assets(tmp_path, "db", "upgrade", "--url", "sqlite:///:memory:")
+    assert run.code == 1
+    assert "sqlite:///:memory: is an in-memory SQLite database" in run.err
+    assert "Name a database file instead" in run.err
+    assert "Engine" not in run.err
+    assert "%3A" not in run.err
+
+
+def test_an_async_url_gets_advice_for_the_command_line(tmp_path: Path) -> None:
+    """An async URL is answered with the sync URL to give the command, not with Python functions."""
+    password = new_password()
+    run = granite_assets(
+        tmp_path,
+        "db",
+        "current",
+        "--url",
+        f"postgresql+asyncpg://app:{password}@127.0.0.1/app",
+        secret=password,
+    )
+    assert run.code == 1
+    assert "the command line cannot use" in run.err
+    assert "postgresql+psycopg://app:***@127.0.0.1/app" in run.err
+    assert "to_sync_url" not in run.err
+    assert "upgrade_to_head_async" not in run.err

@@ -20,6 +20,7 @@ from typing import NoReturn
 
 from granite_assets import migrations
 from granite_assets.migrations._errors import DatabaseAheadError, DatabaseBehindError, MigrationError
+from granite_assets.migrations._messages import read_at_the_command_line
 from granite_assets.migrations._passwords import hide_passwords
 from granite_assets.migrations._timeouts import check_lock_timeout
 
@@ -99,7 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     url = _checked(args)
     _show_progress()
     try:
-        return _run(args, url or "")
+        with read_at_the_command_line():
+            return _run(args, url or "")
     except DatabaseBehindError as exc:  # check's verdict, or a downgrade with nothing to revert
         print(
             _behind(exc, url or "") if args.command == "check" else hide_passwords(str(exc)), file=sys.stderr
@@ -124,6 +126,11 @@ def _checked(args: argparse.Namespace) -> str | None:
     if getattr(args, "url", None) == "":  # an unset variable in `--url "$URL"`, most likely
         usage.error(f"--url is empty: pass a database URL, or leave --url out to use ${URL_VARIABLE}")
     if hasattr(args, "url") and not url:
+        if os.environ.get("DATABASE_URL"):  # the application's, most likely: never migrated by accident
+            usage.error(
+                f"no database URL: DATABASE_URL is set, but granite-assets deliberately does not read it "
+                f"(it may name another database than the one you mean); pass --url or set ${URL_VARIABLE}"
+            )
         usage.error(f"no database URL: pass --url or set ${URL_VARIABLE}")
     if offline and args.lock_timeout is not None:
         usage.error("--lock-timeout goes without --sql: offline SQL takes no lock")

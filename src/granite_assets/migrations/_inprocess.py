@@ -20,7 +20,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from granite_assets.migrations._errors import MigrationError, MigrationLockTimeoutError
-from granite_assets.migrations._messages import seconds
+from granite_assets.migrations._messages import lock_timeout_name, seconds
 from granite_assets.migrations._waiting import wait_for, waits_cooperatively
 
 
@@ -85,7 +85,7 @@ def alembic_run(timeout: float, where: str) -> Iterator[None]:
         raise MigrationLockTimeoutError(
             f"Another granite-assets migration in this process (another thread or task) ran for more "
             f"than {seconds(timeout)}, so {where} was not migrated. Wait for it to finish, or raise "
-            "lock_timeout."
+            f"{lock_timeout_name()}."
         )
     token = _running.set(True)
     try:

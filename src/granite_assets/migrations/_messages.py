@@ -5,6 +5,34 @@ Plain Python, importable without SQLAlchemy: the command line's option parser us
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+# Who reads the messages of this call: a Python caller, or an operator at the command line, who
+# cannot pass an Engine or call to_sync_url(), and names the lock timeout --lock-timeout.
+_at_the_command_line: ContextVar[bool] = ContextVar("granite_assets_command_line", default=False)
+
+
+@contextmanager
+def read_at_the_command_line() -> Iterator[None]:
+    """Word the advice of every message raised in the block for a command-line user."""
+    token = _at_the_command_line.set(True)
+    try:
+        yield
+    finally:
+        _at_the_command_line.reset(token)
+
+
+def advice(python: str, command_line: str) -> str:
+    """The advice that fits the reader: ``python`` for a caller of the API, else ``command_line``."""
+    return command_line if _at_the_command_line.get() else python
+
+
+def lock_timeout_name() -> str:
+    """What the reader calls the lock timeout, for advice to raise it."""
+    return advice("lock_timeout", "--lock-timeout")
+
 
 def one_line(text: str) -> str:
     """Fold a message (a driver's, say) onto one line that ends like a sentence, each of its parts too.

@@ -11,7 +11,7 @@ from sqlalchemy import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from granite_assets.migrations._errors import AsyncDriverURLError, InvalidURLError, MissingDependencyError
-from granite_assets.migrations._messages import one_line
+from granite_assets.migrations._messages import advice, one_line
 
 _HIDDEN = "***"
 _SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "secret", "token", "sslpassword")
@@ -30,6 +30,12 @@ _DRIVER_PACKAGES: dict[str, tuple[str, str]] = {
     "psycopg": ("psycopg", "psycopg[binary]"),
     "psycopg2": ("psycopg2", "psycopg2-binary"),
     "pymysql": ("pymysql", "pymysql"),
+    "pg8000": ("pg8000", "pg8000"),
+    "psycopg2cffi": ("psycopg2cffi", "psycopg2cffi"),
+    "psycopg_async": ("psycopg", "psycopg[binary]"),
+    "mysqlconnector": ("mysql.connector", "mysql-connector-python"),
+    "mariadbconnector": ("mariadb", "mariadb"),
+    "cymysql": ("cymysql", "cymysql"),
     "pysqlcipher": ("sqlcipher3", "sqlcipher3"),
     "mysqldb": ("MySQLdb", "mysqlclient"),
     "pyodbc": ("pyodbc", "pyodbc"),
@@ -67,13 +73,19 @@ def secrets_of(url: URL) -> list[str]:
 
 
 def display_url(url: URL) -> str:
-    """Render ``url`` for messages and logs, with its password and secret query values hidden."""
+    """Render ``url`` for messages and logs, with its password and secret query values hidden.
+
+    The database part is shown as given: rendering would percent-encode it (``%3Amemory%3A``).
+    """
     # A placeholder that URL quoting leaves alone stands in for each secret until the end.
     query = {k: (_PLACEHOLDER if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in url.query.items()}
-    return url.set(query=query).render_as_string(hide_password=True).replace(_PLACEHOLDER, _HIDDEN)
+    shown = url.set(query=query, database=_DATABASE_PLACEHOLDER if url.database else None)
+    rendered = shown.render_as_string(hide_password=True).replace(_PLACEHOLDER, _HIDDEN)
+    return rendered.replace(_DATABASE_PLACEHOLDER, url.database or "", 1)
 
 
 _PLACEHOLDER = "granite-assets-hidden-value"
+_DATABASE_PLACEHOLDER = "granite-assets-database"
 
 
 # Secrets are hidden where they stand: in a URL's user part, after a key such as password=, and
@@ -178,7 +190,10 @@ def _libpq_query(query: Mapping[str, str | tuple[str, ...]]) -> dict[str, str | 
 
 def _driver_installed(driver: str) -> bool:
     module = _DRIVER_PACKAGES.get(driver, (driver, driver))[0]
-    return driver == "pysqlite" or importlib.util.find_spec(module) is not None
+    try:
+        return driver == "pysqlite" or importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a dotted module whose package is missing: mysql.connector
+        return False
 
 
 def require_sync(url: URL) -> None:
@@ -187,10 +202,14 @@ def require_sync(url: URL) -> None:
         return
     sync = display_url(_swap_driver(url))
     raise AsyncDriverURLError(
-        f"{display_url(url)} uses the async driver {url.get_driver_name()!r}, which this "
-        f"synchronous call cannot use. Pass the sync URL {sync} instead "
-        "(granite_assets.migrations.to_sync_url() converts it); to upgrade from async code, you "
-        "may instead await granite_assets.migrations.upgrade_to_head_async() with your async engine.",
+        f"{display_url(url)} uses the async driver {url.get_driver_name()!r}, which "
+        + advice(
+            f"this synchronous call cannot use. Pass the sync URL {sync} instead "
+            "(granite_assets.migrations.to_sync_url() converts it); to upgrade from async code, you "
+            "may instead await granite_assets.migrations.upgrade_to_head_async() with your async engine.",
+            "the command line cannot use. Give it the same database through a sync driver instead"
+            f"{' (your password where *** stands)' if url.password else ''}: {sync}",
+        ),
         sync_url=sync,
     )
 

@@ -26,7 +26,7 @@ from granite_assets.migrations._errors import (
     UnsupportedConnectionError,
 )
 from granite_assets.migrations._forking import in_use
-from granite_assets.migrations._messages import one_line, seconds
+from granite_assets.migrations._messages import lock_timeout_name, one_line, seconds
 from granite_assets.migrations._names import logger
 from granite_assets.migrations._waiting import wait_for
 
@@ -102,11 +102,12 @@ def acquire(
     timeout: float,
     where: str,
     *,
-    timeout_name: str = "lock_timeout",
+    timeout_name: str | None = None,
 ) -> None:
     """Take ``lock`` on ``connection`` within ``timeout`` seconds, or raise the timeout error.
 
-    ``timeout_name`` is what the caller calls the timeout, for the error's advice to raise it.
+    ``timeout_name`` is what the caller calls the timeout, for the error's advice to raise it
+    (by default, the lock timeout's name where the reader is).
     """
     got = wait_for(
         lambda budget: lock.try_acquire(connection, budget),
@@ -119,7 +120,7 @@ def acquire(
         raise MigrationLockTimeoutError(
             "Another session (another process, or a thread of this one) has held "
             f"{lock.title} on {where} for more than {seconds(timeout)}; "
-            f"{lock.holder_hint()}. Wait for it to finish, or raise {timeout_name}; "
+            f"{lock.holder_hint()}. Wait for it to finish, or raise {timeout_name or lock_timeout_name()}; "
             "if that process is gone, its lock went with its session."
         )
 

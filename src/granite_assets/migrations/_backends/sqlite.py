@@ -36,7 +36,7 @@ from granite_assets.migrations._errors import (
     MigrationLockTimeoutError,
     UnsupportedConnectionError,
 )
-from granite_assets.migrations._messages import seconds
+from granite_assets.migrations._messages import advice, lock_timeout_name, seconds
 from granite_assets.migrations._names import TABLE_PREFIX
 from granite_assets.migrations._urls import display_url
 from granite_assets.migrations._waiting import wait_for
@@ -126,7 +126,7 @@ def write_lock(
                 "Another session (another process, or a thread of this one) has held "
                 f"the write lock of the SQLite database {db.where} "
                 f"for more than {seconds(lock_timeout)} (find it with: fuser -v {db.url.database}). "
-                "Wait for it to finish, or raise lock_timeout; if that process is gone, its lock "
+                f"Wait for it to finish, or raise {lock_timeout_name()}; if that process is gone, its lock "
                 "went with it."
             )
         left = lock_timeout - (time.monotonic() - started)
@@ -392,9 +392,12 @@ class SQLiteBackend(Backend):
         if name in {"", ":memory:"} or name.startswith("file::memory:") or url.query.get("mode") == "memory":
             raise InvalidURLError(
                 f"{display_url(url)} is an in-memory SQLite database: every connection granite-assets "
-                "opens from a URL gets a new, empty one, which vanishes when the call returns. Pass an "
-                "Engine instead, created with poolclass=sqlalchemy.pool.StaticPool, and use the same "
-                "engine in your application."
+                "opens from a URL gets a new, empty one, which vanishes when the call returns. "
+                + advice(
+                    "Pass an Engine instead, created with poolclass=sqlalchemy.pool.StaticPool, and use "
+                    "the same engine in your application.",
+                    "Name a database file instead, such as sqlite:///app.db.",
+                )
             )
 
     def connect_args(self, url: URL, lock_timeout: float) -> dict[str, Any]:
