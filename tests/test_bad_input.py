@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ASYNC_DRIVERS, BACKENDS, Backend, Database, add_revision, fresh_database
-from sqlalchemy import URL, create_engine, event
+from sqlalchemy import URL, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 from support import holding_lock, login, new_password, snapshot, url_with_password
@@ -490,6 +490,21 @@ def test_a_password_is_hidden_only_where_it_stands_as_the_password(
     url = URL.create("mysql+pymysql", username="app1", password=password, host="app1.internal")
     assert kept in _urls.scrub(text, url)
     assert _urls.scrub(f"password={password} x", url) == "password=*** x"
+
+
+@pytest.mark.parametrize("key", ["sslpassword", "token", "password", "secret", "PWD"])
+@pytest.mark.parametrize("value", ["hunter2hunter2", "pw7!"])
+def test_a_secret_query_value_echoed_by_a_driver_is_hidden(key: str, value: str) -> None:
+    """A secret given as a URL option is hidden wherever a driver's message repeats it."""
+    url = make_url(f"postgresql+psycopg://app@db.internal/app?sslmode=require&{key}={value}")
+    echoed = (
+        f"connection to server failed: {key}={value} rejected; could not decrypt the key with '{value}' "
+        f"(dsn: host=db.internal {key}={value} sslmode=require)"
+    )
+    scrubbed = _urls.scrub(echoed, url)
+    assert value not in scrubbed
+    assert f"{key}=***" in scrubbed
+    assert value not in _urls.display_url(url)
 
 
 @pytest.mark.postgresql

@@ -87,6 +87,23 @@ def test_without_the_filter_autogenerate_drops_granite_assets_tables(
     assert f"op.drop_table('{VERSION_TABLE}')" in operations(revision)
 
 
+def test_the_hosts_own_indexes_stay_visible_to_its_autogenerate(database: Database, tmp_path: Path) -> None:
+    """The filter hides granite-assets' names only: a host index its models lack is proposed for removal."""
+    upgrade_to_head(database.url_string)
+    host = alembic_host(tmp_path / "host", database.url_string)
+    write_models(host, host_models())
+    alembic_command(host, "revision", "--autogenerate", "-m", "orders")
+    alembic_command(host, "upgrade", "head")
+    database.execute("CREATE INDEX ix_host_orders_stray ON host_orders (id)")
+
+    alembic_command(host, "revision", "--autogenerate", "-m", "drop stray index")
+
+    (newest,) = [path for path in new_revision_files(host) if path.name.endswith("_drop_stray_index.py")]
+    assert any(
+        line.startswith("op.drop_index(") and "'ix_host_orders_stray'" in line for line in operations(newest)
+    )
+
+
 @pytest.fixture
 def asset_environment(environment_copy: Path) -> Path:
     """granite-assets' environment with a real table of its own, the one host models refer to."""
@@ -236,6 +253,7 @@ def test_documented_env_is_alembic_init_s_with_the_documented_changes() -> None:
         (ASSET_TABLE, "table", {"schema_name": "public"}, False),
         ("id", "column", {"table_name": ASSET_TABLE, "schema_name": None}, False),
         ("ix_granite_assets_asset_name", "index", {"table_name": ASSET_TABLE, "schema_name": None}, False),
+        ("ix_host_orders_asset_id", "index", {"table_name": "host_orders", "schema_name": None}, True),
         ("alembic_version", "table", {"schema_name": None}, True),
         ("host_orders", "table", {"schema_name": None}, True),
         ("granite_assets", "table", {"schema_name": None}, True),
