@@ -25,10 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from check_wheel import find_uv
 from conftest import BACKENDS, Database, add_revision, backend_params, fresh_database
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.pool import NullPool
 from test_docs import DOCS, sphinx
+from test_maintainer_e2e import copy_project
 
 import granite_assets
 from granite_assets.migrations import current_revision, head_revision
@@ -410,3 +412,85 @@ def test_makefile_example_keeps_its_tab(pages: dict[str, list[Block]], tmp_path:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "python scripts/migrate.py\n"
+
+
+#: The install page's placeholders, and what this test puts in their place, as the page says to.
+CLONE_PLACEHOLDER = "/path/to/granite-assets"
+GIT_PLACEHOLDER = "git+https://git.example.com/acme/granite-assets.git@v0.2.0"
+MIGRATE = (
+    "import sys; from granite_assets.migrations import upgrade_to_head; print(upgrade_to_head(sys.argv[1]))"
+)
+
+
+def test_install_commands_install_a_granite_assets_that_migrates(
+    pages: dict[str, list[Block]], tmp_path: Path
+) -> None:
+    """Each install command of the install page, run as copied, installs a granite-assets that migrates.
+
+    The clone is a copy of this checkout committed and tagged ``v0.2.0`` (the page's tag); the
+    page's placeholders (the clone's path, the Git address) are replaced as the page says. pip
+    commands run in a fresh virtual environment each; uv commands in a fresh uv project each.
+    """
+    uv = find_uv()
+    assert uv is not None, "make install puts uv in .tools/"
+    clone = copy_project(tmp_path / "granite-assets")
+    for git in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "release"], ["tag", "v0.2.0"]):
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *git], cwd=clone, check=True
+        )
+    blocks = pages["install"]
+    assert all(block.language == "console" for block in blocks)
+    wheel_built = False
+    # The pip that python3.11's venv brings refuses a git+file URL without a host: hence localhost.
+    for number, block in enumerate(blocks):
+        script = block.text.replace(CLONE_PLACEHOLDER, str(clone)).replace(
+            GIT_PLACEHOLDER, f"git+file://localhost{clone}@v0.2.0"
+        )
+        if block.text.startswith("uv add"):
+            where = tmp_path / f"uv-{number}"
+            where.mkdir()
+            succeeds(installer(where, f"{uv} init --bare --name host -q", uv))
+            if "dist/" in script:
+                shutil.copytree(clone / "dist", where / "dist")
+            succeeds(installer(where, script, uv))
+            python = where / ".venv" / "bin" / "python"
+        else:
+            venv = tmp_path / f"venv-{number}"
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+            # The page's commands that build from a folder run in the clone (pip install ".[db]", the wheel).
+            succeeds(installer(clone, script, uv, venv))
+            python = venv / "bin" / "python"
+            if "pip wheel" in script:
+                wheel_built = True
+                continue
+        migrated = subprocess.run(
+            [str(python), "-c", MIGRATE, f"sqlite:///{tmp_path / f'app-{number}.db'}"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert migrated.stdout.strip() == head_revision(), f"{script}:\n{migrated.stderr}"
+    assert wheel_built
+
+
+def installer(cwd: Path, script: str, uv: str, venv: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run an install command in bash in ``cwd``, ``venv`` active (its python is ``python3``), uv on PATH."""
+    environment = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"VIRTUAL_ENV", "PYTHONPATH", "UV_PROJECT_ENVIRONMENT"}
+    }
+    path = [str(Path(uv).parent), environment.get("PATH", "")]
+    if venv is not None:
+        path.insert(0, str(venv / "bin"))
+        environment["VIRTUAL_ENV"] = str(venv)
+    environment.update(PATH=os.pathsep.join(path), UV_PYTHON=sys.executable)
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
