@@ -21,12 +21,13 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from check_wheel import find_uv
-from conftest import BACKENDS, Database, add_revision, backend_params, fresh_database
+from conftest import ASYNC_DRIVERS, BACKENDS, Database, add_revision, backend_params, fresh_database
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.pool import NullPool
 from test_docs import DOCS, sphinx
@@ -494,3 +495,98 @@ def installer(cwd: Path, script: str, uv: str, venv: Path | None = None) -> subp
         text=True,
         check=False,
     )
+
+
+#: A SQLite database an example names, which a server backend replaces with a database of its own.
+EXAMPLE_DATABASE = re.compile(r'"sqlite(\+aiosqlite)?:///\w+\.db"')
+#: The migrations page's Python blocks not run here, with the reason.
+NOT_RUN = {
+    "from contextlib import asynccontextmanager": "the FastAPI lifespan: FastAPI is not a test dependency",
+}
+#: The migrations page's Python blocks that name a SQLite URL only to convert it: run as they stand.
+NO_DATABASE = {"from granite_assets.migrations import to_sync_url"}
+
+
+def test_migrations_page_examples_print_what_the_page_shows(
+    pages: dict[str, list[Block]], database: Database, tmp_path: Path
+) -> None:
+    """Each Python example of the migrations page, run alone as copied, prints the output shown after it.
+
+    On a server, each SQLite file an example names becomes a database of its own on that server,
+    through the async driver where the example uses aiosqlite. On MariaDB the example that calls
+    upgrade_to_head() inside a transaction raises UnsupportedConnectionError, as the page says.
+    """
+    blocks = pages["migrations"]
+    ran = 0
+    for number, block in enumerate(blocks):
+        if block.language != "python" or block.key in NOT_RUN:
+            continue
+        shown = blocks[number + 1].text if blocks[number + 1].language == "none" else ""
+        folder = tmp_path / f"example-{number}"
+        folder.mkdir()
+        with ExitStack() as stack:
+            script = block.text
+            if database.backend.name != "sqlite" and block.key not in NO_DATABASE:
+                for literal in sorted({m.group(0) for m in EXAMPLE_DATABASE.finditer(block.text)}):
+                    db = stack.enter_context(fresh_database(database.backend, folder))
+                    url = (
+                        db.with_driver(ASYNC_DRIVERS[db.backend.name]) if "+aiosqlite" in literal else db.url
+                    )
+                    script = script.replace(literal, repr(url.render_as_string(hide_password=False)))
+            result = subprocess.run(
+                [sys.executable, "-c", script], cwd=folder, capture_output=True, text=True, check=False
+            )
+        ran += 1
+        if database.backend.name == "mysql" and "transaction = connection.begin()" in script:
+            assert result.returncode == 1, result.stdout + result.stderr
+            assert "granite_assets.migrations.UnsupportedConnectionError" in result.stderr
+            continue
+        assert result.returncode == 0, f"{script}\n{result.stderr}"
+        assert result.stdout.strip() == shown.strip(), script
+    assert ran == len([b for b in blocks if b.language == "python"]) - len(NOT_RUN)
+
+
+#: Every block of the three pages, by page and key, and the test here that runs (or compares) it.
+RUN_BY = {
+    "host-integration": {
+        "migrations/env.py": "every host-integration test",
+        CONSOLE: "test_autogenerate_example_*",
+        "from granite_assets.migrations import include_name as granite_assets_include_name": "this test",
+        "orders True": "this test (its output)",
+        FLASK: "test_flask_example_*",
+        DEPLOY: "test_deploy_example_*",
+        "myapp/models.py": "every host-integration test",
+        REVISION: "test_deploy_example_*",
+        BEHIND: "test_deploy_example_creates_the_key_on_a_release_with_the_table (output)",
+        UNKNOWN: "test_deploy_example_stops_before_any_change_with_this_release (output)",
+        "if config.config_file_name is not None:": "this test (a part of env.py)",
+    },
+    "migrations": {
+        DEPLOY: "test_deploy_example_* (the host-integration page's script)",
+        "Makefile": "test_makefile_example_keeps_its_tab, test_deploy_example_creates_*",
+    },
+}
+
+
+def test_every_block_of_the_three_pages_is_run_here(pages: dict[str, list[Block]], tmp_path: Path) -> None:
+    """No block of the three pages goes untested: a new block needs a test here, or this fails.
+
+    The install page's blocks all run in test_install_commands_*, the migrations page's Python
+    blocks and their output in test_migrations_page_examples_* (all but NOT_RUN); the rest are
+    named in RUN_BY. The blocks this test runs itself are run here.
+    """
+    host = pages["host-integration"]
+    assert {block.key for block in host} == set(RUN_BY["host-integration"])
+    migrations = [b for b in pages["migrations"] if b.language not in {"python", "none"}]
+    assert {block.key for block in migrations} == set(RUN_BY["migrations"])
+    assert one(pages["migrations"], DEPLOY).text == one(host, DEPLOY).text
+    assert all(block.language == "console" for block in pages["install"])
+
+    assert "if config.config_file_name is not None:\n" in one(host, "migrations/env.py").text
+    assert one(host, "if config.config_file_name").text in one(host, "migrations/env.py").text
+    filter_block = one(host, "from granite_assets.migrations import include_name as")
+    result = subprocess.run(
+        [sys.executable, "-c", filter_block.text], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == one(host, "orders True").text.strip()
