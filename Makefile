@@ -93,7 +93,7 @@ docs: $(VENV)/.installed ## Build the HTML docs into docs/_build/html and run th
 
 # playwright (the browser group, 160 MB) is added to .venv only here, so make test never needs it.
 .PHONY: docs-check
-docs-check: docs ## Render the built docs in headless Chromium; fail on a code block wider than the page or a missing stylesheet
+docs-check: docs ## Render the built docs in headless Chromium at 390 and 1280 px; fail on an overflowing code block, a broken name, a missing stylesheet
 	$(UV) run --quiet --extra db --group dev --group browser python scripts/check_docs_layout.py docs/_build/html
 
 .PHONY: bench

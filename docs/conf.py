@@ -55,6 +55,9 @@ doctest_test_doctest_blocks = ""
 
 html_theme = "furo"
 html_title = f"granite-assets {release}"
+html_static_path = ["_static"]
+# Code and API names on a phone's screen (checked at 390 px by make docs-check).
+html_css_files = ["narrow.css"]
 
 # Every page's examples run as a reader pastes them: in an empty folder of their own, where
 # ``sqlite:///app.db`` is a new file. The doctest builder runs this before each page's examples

@@ -1,7 +1,9 @@
-"""Look at the built docs as a reader does: each page in headless Chromium, at a laptop's width.
+"""Look at the built docs as a reader does: each page in headless Chromium, on a phone and a laptop.
 
-Fails when a page's stylesheet does not load, when a code block is wider than the page (the
-reader must scroll sideways to read it), or when code blocks lack their copy button.
+Every page is rendered at each width (by default 390 px, a phone, and 1280 px, a laptop). The check
+fails when a page's stylesheet does not load, when a code block is wider than the page (the
+reader must scroll sideways to read it), when an API name (an entry's name, or a link to one)
+is broken across two lines, or when code blocks lack their copy button.
 
 The pages are served from a local HTTP server, as a reader's browser gets them, and rendered by
 the machine's own Chromium (Debian's ``chromium`` package; ``CHROMIUM`` names another binary),
@@ -10,7 +12,7 @@ driven through playwright, which never downloads a browser here.
 Usage::
 
     make docs-check
-    python scripts/check_docs_layout.py docs/_build/html [--width 1280]
+    python scripts/check_docs_layout.py docs/_build/html [--width 390 --width 1280]
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+#: The widths every page is checked at unless told otherwise: a phone's, and a laptop's.
+DEFAULT_WIDTHS = (390, 1280)
 #: Generated pages with no prose or code of the project's own.
 SKIPPED_PAGES = {"genindex.html", "search.html", "py-modindex.html"}
 #: Run in the page: what a reader would notice, as data.
@@ -57,11 +61,17 @@ MEASURE = """() => {
             line: pre.innerText.split('\\n').reduce((a, b) => (b.length > a.length ? b : a), ''),
             by: pre.scrollWidth - pre.clientWidth,
         }));
+    // A name without spaces drawn on two lines was broken inside itself.
+    const nameSelector = '.sig-name, a.reference code.xref, dl.field-list a.reference strong';
+    const names = [...document.querySelectorAll(nameSelector)]
+        .filter(name => !/\\s/.test(name.textContent.trim()) && name.getClientRects().length > 1)
+        .map(name => name.textContent.trim());
     return {
         sheets: sheets,
         blocks: blocks.length,
         copyButtons: document.querySelectorAll('button.copybtn').length,
         overflowing: overflowing,
+        brokenNames: names,
     };
 }"""
 
@@ -99,6 +109,7 @@ def problems_in(measured: dict[str, Any], page: str) -> list[Problem]:
         Problem(page, f"code block wider than the page by {block['by']}px: {block['line'].strip()!r}")
         for block in measured["overflowing"]
     ]
+    found += [Problem(page, f"name broken across two lines: {name!r}") for name in measured["brokenNames"]]
     if measured["blocks"] and measured["copyButtons"] < measured["blocks"]:
         found.append(
             Problem(page, f"{measured['blocks'] - measured['copyButtons']} code block(s) lack a copy button")
@@ -175,8 +186,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "site", type=Path, nargs="?", default=Path("docs/_build/html"), help="the built HTML site"
     )
-    parser.add_argument("--width", type=int, default=1280, help="viewport width in px (default: %(default)s)")
+    parser.add_argument(
+        "--width",
+        type=int,
+        action="append",
+        help=f"viewport width in px, repeatable (default: {' and '.join(map(str, DEFAULT_WIDTHS))})",
+    )
     args = parser.parse_args(argv)
+    widths: list[int] = args.width or list(DEFAULT_WIDTHS)
     chromium = find_chromium()
     if chromium is None:
         print(
@@ -188,14 +205,15 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.site / "index.html").exists():
         print(f"No site in {args.site}: build it first (make docs).", file=sys.stderr)
         return 2
-    problems = check_site(args.site, chromium, args.width)
-    for problem in problems:
-        print(problem, file=sys.stderr)
+    problems = [(width, problem) for width in widths for problem in check_site(args.site, chromium, width)]
+    for width, problem in problems:
+        print(f"at {width}px: {problem}", file=sys.stderr)
     pages = len([p for p in args.site.glob("*.html") if p.name not in SKIPPED_PAGES])
+    at = " and ".join(f"{width}px" for width in widths)
     if problems:
-        print(f"docs-check: {len(problems)} problem(s) on {pages} pages at {args.width}px", file=sys.stderr)
+        print(f"docs-check: {len(problems)} problem(s) on {pages} pages at {at}", file=sys.stderr)
         return 1
-    print(f"docs-check: {pages} pages at {args.width}px: stylesheets load, no code block overflows")
+    print(f"docs-check: {pages} pages at {at}: stylesheets load, no code block overflows, no name is broken")
     return 0
 
 

@@ -42,3 +42,19 @@ def test_check_reports_an_overflowing_code_block_and_a_missing_stylesheet(tmp_pa
     assert "unstyled.html: stylesheet _static/missing.css did not load (or is empty)" in problems
     assert any(p.startswith("unstyled.html: ") and p.endswith("missing.css answered 404") for p in problems)
     assert "bare.html: 1 code block(s) lack a copy button" in problems
+
+
+def test_check_reports_an_api_name_broken_across_lines(tmp_path: Path) -> None:
+    """An entry's name that the page breaks inside itself, as furo's article does on a phone, is found."""
+    chromium = require_chromium()
+    (tmp_path / "style.css").write_text(STYLE + " article { overflow-wrap: break-word; width: 12em; }")
+    entry = (
+        '<!doctype html><html><head><link rel="stylesheet" href="style.css"></head><body><article>'
+        '<dl class="py exception"><dt class="sig"><span class="sig-prename">granite_assets.migrations.</span>'
+        '<span class="sig-name">MigrationLockTimeoutError</span></dt></dl></article></body></html>'
+    )
+    (tmp_path / "index.html").write_text(entry)
+
+    problems = [str(problem) for problem in check_site(tmp_path, chromium, width=390)]
+
+    assert problems == ["index.html: name broken across two lines: 'MigrationLockTimeoutError'"]

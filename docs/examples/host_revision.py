@@ -21,7 +21,7 @@ depends_on = None
 def upgrade() -> None:
     """Create the orders table, with its foreign key to granite_assets_asset."""
     # First, before any change: the granite-assets revision that made granite_assets_asset.
-    require_revision(op.get_bind(), "0001")
+    require_revision(op.get_bind(), "0002")
     op.create_table(
         "orders",
         sa.Column("id", sa.Integer(), nullable=False),
