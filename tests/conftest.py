@@ -153,6 +153,17 @@ class Database:
         finally:
             engine.dispose()
 
+    def column_names(self, table: str) -> set[str]:
+        """The columns ``table`` has now."""
+        from sqlalchemy import inspect
+
+        engine = create_engine(self.url, poolclass=NullPool)
+        try:
+            with engine.connect() as connection:
+                return {str(column["name"]) for column in inspect(connection).get_columns(table)}
+        finally:
+            engine.dispose()
+
     def scalar_rows(self, sql: str) -> list[object]:
         """Run a query and return the first column of every row."""
         engine = create_engine(self.url, poolclass=NullPool)

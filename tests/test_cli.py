@@ -285,11 +285,21 @@ def test_every_option_help_shows_its_default() -> None:
     ]
     assert len(commands) == 6
     options = [a for p in commands for a in p._actions if a.option_strings and a.dest != "help"]
-    assert {a.dest for a in options} == {"url", "sql", "from_revision", "lock_timeout"}
+    assert {a.dest for a in options} == {
+        "url",
+        "sql",
+        "from_revision",
+        "lock_timeout",
+        "ddl_lock_timeout",
+        "ddl_retries",
+        "statement_timeout",
+    }
     for option in options:
         assert "(default: " in (option.help or "") or "(no default: " in (option.help or ""), option.dest
     help_text = "\n".join(p.format_help() for p in commands)
     assert f"(default: {migrations.DEFAULT_LOCK_TIMEOUT:g})" in help_text
+    assert f"(default: {migrations.DEFAULT_DDL_LOCK_TIMEOUT:g})" in help_text
+    assert f"(default: {migrations.DEFAULT_DDL_RETRIES})" in help_text
 
 
 def test_offline_downgrade_without_from_shows_the_downgrade_usage(tmp_path: Path) -> None:
@@ -481,3 +491,20 @@ def test_an_async_url_gets_advice_for_the_command_line(tmp_path: Path) -> None:
     assert "postgresql+psycopg://app:***@127.0.0.1/app" in run.err
     assert "to_sync_url" not in run.err
     assert "upgrade_to_head_async" not in run.err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--ddl-retries", "-1"],
+        ["--ddl-retries", "two"],
+        ["--statement-timeout", "0"],
+        ["--ddl-lock-timeout", "-3"],
+    ],
+)
+def test_bad_table_lock_bounds_exit_2(tmp_path: Path, args: list[str]) -> None:
+    """A table-lock bound that makes no sense is a usage error, before anything connects."""
+    run = granite_assets(tmp_path, "db", "upgrade", "--url", f"sqlite:///{tmp_path / 'app.db'}", *args)
+    assert run.code == EXIT_USAGE
+    assert "Traceback" not in run.err
+    assert list(tmp_path.iterdir()) == []

@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from granite_assets import migrations
 from granite_assets.migrations._errors import DatabaseAheadError, DatabaseBehindError, MigrationError
 from granite_assets.migrations._messages import read_at_the_command_line
 from granite_assets.migrations._passwords import hide_passwords
-from granite_assets.migrations._timeouts import check_lock_timeout
+from granite_assets.migrations._timeouts import check_ddl_retries, check_lock_timeout, check_statement_timeout
 
 EXIT_OK = 0
 EXIT_MIGRATION_ERROR = 1
@@ -65,6 +66,26 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="SECONDS",
             help="how long to wait for a migration running in another process "
             f"(default: {migrations.DEFAULT_LOCK_TIMEOUT:g})",
+        )
+        sub.add_argument(
+            "--ddl-lock-timeout",
+            type=_seconds,
+            metavar="SECONDS",
+            help="how long each statement may wait for a table lock another session holds, the longest your "
+            f"application's queries queue behind it (default: {migrations.DEFAULT_DDL_LOCK_TIMEOUT:g})",
+        )
+        sub.add_argument(
+            "--ddl-retries",
+            type=_retries,
+            metavar="N",
+            help="how many more times a revision that timed out on a table lock is tried "
+            f"(default: {migrations.DEFAULT_DDL_RETRIES})",
+        )
+        sub.add_argument(
+            "--statement-timeout",
+            type=_statement_seconds,
+            metavar="SECONDS",
+            help="how long each statement may run, on PostgreSQL and MariaDB (default: the session's own)",
         )
 
     upgrade = command("upgrade", "Apply every pending revision.")
@@ -134,6 +155,11 @@ def _checked(args: argparse.Namespace) -> str | None:
         usage.error(f"no database URL: pass --url or set ${URL_VARIABLE}")
     if offline and args.lock_timeout is not None:
         usage.error("--lock-timeout goes without --sql: offline SQL takes no lock")
+    if offline and (args.ddl_lock_timeout, args.ddl_retries, args.statement_timeout) != (None, None, None):
+        usage.error(
+            "--ddl-lock-timeout, --ddl-retries and --statement-timeout go without --sql: "
+            "offline SQL runs nothing"
+        )
     if getattr(args, "lock_timeout", 0) is None:
         args.lock_timeout = migrations.DEFAULT_LOCK_TIMEOUT
     if getattr(args, "from_revision", None) and not offline:
@@ -165,13 +191,43 @@ def _run(args: argparse.Namespace, url: str) -> int:
         script = migrations.upgrade_sql(url, args.from_revision)
         print(script or f"-- Nothing to do: {args.from_revision} is the head revision.\n", end="")
     elif args.command == "upgrade":
-        print(f"at {migrations.upgrade_to_head(url, lock_timeout=args.lock_timeout)}")
+        print(f"at {migrations.upgrade_to_head(url, lock_timeout=args.lock_timeout, **_ddl_limits(args))}")
     elif args.sql:
         script = migrations.downgrade_sql(url, args.from_revision, args.revision)
         print(script or f"-- Nothing to do: the database is at {args.revision} already.\n", end="")
     else:
-        print(f"at {migrations.downgrade(url, args.revision, lock_timeout=args.lock_timeout) or 'base'}")
+        reached = migrations.downgrade(
+            url, args.revision, lock_timeout=args.lock_timeout, **_ddl_limits(args)
+        )
+        print(f"at {reached or 'base'}")
     return EXIT_OK
+
+
+def _ddl_limits(args: argparse.Namespace) -> dict[str, Any]:
+    """The table-lock bounds the options name; those left out keep the library's defaults."""
+    given = {
+        "ddl_lock_timeout": args.ddl_lock_timeout,
+        "ddl_retries": args.ddl_retries,
+        "statement_timeout": args.statement_timeout,
+    }
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def _retries(text: str) -> int:
+    """Parse ``--ddl-retries``: a whole number, zero or more."""
+    try:
+        return check_ddl_retries(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, zero or more, not {text!r}") from None
+
+
+def _statement_seconds(text: str) -> float:
+    """Parse ``--statement-timeout``: more than zero seconds, ``inf`` for no limit."""
+    try:
+        checked = check_statement_timeout(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected more than 0 seconds, or inf, not {text!r}") from None
+    return math.inf if checked is None else checked
 
 
 def _seconds(text: str) -> float:

@@ -14,12 +14,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Final
 
+from granite_assets.migrations import _timeouts
 from granite_assets.migrations._errors import (
     INSTALL_HINT,
     AsyncDriverURLError,
     DatabaseAheadError,
     DatabaseBehindError,
     DatabaseConnectionError,
+    DDLLockTimeoutError,
     InvalidURLError,
     InvalidVersionTableError,
     MigrationError,
@@ -32,15 +34,19 @@ from granite_assets.migrations._errors import (
 from granite_assets.migrations._history import Revision, bundled_directory, load_history
 from granite_assets.migrations._host_filter import include_name
 from granite_assets.migrations._names import VERSION_TABLE as _VERSION_TABLE
+from granite_assets.migrations._timeouts import DDLLimits
 
 if TYPE_CHECKING:
     from sqlalchemy import URL, Connection, Engine
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 __all__ = [
+    "DEFAULT_DDL_LOCK_TIMEOUT",
+    "DEFAULT_DDL_RETRIES",
     "DEFAULT_LOCK_TIMEOUT",
     "VERSION_TABLE",
     "AsyncDriverURLError",
+    "DDLLockTimeoutError",
     "DatabaseAheadError",
     "DatabaseBehindError",
     "DatabaseConnectionError",
@@ -71,6 +77,13 @@ __all__ = [
 #: Seconds to wait, by default, for another process's migration to finish.
 DEFAULT_LOCK_TIMEOUT: Final = 300.0
 
+#: Seconds each statement of a revision may wait, by default, for a table lock another session
+#: holds: the longest a host's queries on that table queue behind it (see :ref:`live-database`).
+DEFAULT_DDL_LOCK_TIMEOUT: Final = _timeouts.DEFAULT_DDL_LOCK_TIMEOUT
+
+#: How many more times, by default, a revision that timed out on a table lock is tried.
+DEFAULT_DDL_RETRIES: Final = _timeouts.DEFAULT_DDL_RETRIES
+
 #: The table where granite-assets records the revision a database is at.
 VERSION_TABLE: Final = _VERSION_TABLE
 
@@ -90,7 +103,12 @@ def _db_extra() -> Iterator[None]:
 
 
 def upgrade_to_head(
-    target: str | URL | Engine | Connection, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    target: str | URL | Engine | Connection,
+    *,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    ddl_lock_timeout: float = DEFAULT_DDL_LOCK_TIMEOUT,
+    ddl_retries: int = DEFAULT_DDL_RETRIES,
+    statement_timeout: float | None = None,
 ) -> str | None:
     """Apply every bundled revision the database lacks, and return the revision it is now at.
 
@@ -111,6 +129,14 @@ def upgrade_to_head(
             :doc:`migrations`).
         lock_timeout: Seconds to wait for a migration running in another process (or another
             thread of this one); ``math.inf`` waits without limit.
+        ddl_lock_timeout: Seconds each statement of a revision may wait for a table lock that
+            another session holds (a long query, a transaction left open): the longest your
+            application's queries on that table can queue behind it. A revision that times out
+            is rolled back and tried again; ``math.inf`` waits without limit. See
+            :ref:`live-database`.
+        ddl_retries: How many more times such a revision is tried, after a growing pause.
+        statement_timeout: Seconds each statement may run (PostgreSQL, MariaDB); ``None`` leaves
+            the session's own setting.
 
     Returns:
         The revision the database is at: the head of the bundled history, or a newer revision
@@ -131,16 +157,25 @@ def upgrade_to_head(
         InvalidVersionTableError: The version table holds more than one row or an empty
             revision, or is another tool's.
         MigrationLockTimeoutError: Another process held the lock for ``lock_timeout`` seconds.
+        DDLLockTimeoutError: A revision waited longer than ``ddl_lock_timeout`` for a table lock
+            on every try; the error names the sessions that held it.
         MigrationFailedError: A revision (or the version-table bookkeeping) failed.
+        ValueError: A timeout or ``ddl_retries`` is not one described above.
     """
+    limits = DDLLimits.checked(ddl_lock_timeout, ddl_retries, statement_timeout)
     with _db_extra():
         from granite_assets.migrations import _runner
 
-        return _runner.upgrade(bundled_directory(), target, lock_timeout)
+        return _runner.upgrade(bundled_directory(), target, lock_timeout, limits)
 
 
 async def upgrade_to_head_async(
-    target: str | URL | AsyncEngine | AsyncConnection, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    target: str | URL | AsyncEngine | AsyncConnection,
+    *,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    ddl_lock_timeout: float = DEFAULT_DDL_LOCK_TIMEOUT,
+    ddl_retries: int = DEFAULT_DDL_RETRIES,
+    statement_timeout: float | None = None,
 ) -> str | None:
     """Do what :func:`upgrade_to_head` does, for hosts on async drivers.
 
@@ -154,6 +189,9 @@ async def upgrade_to_head_async(
             of its own, disposed after; a sync URL runs :func:`upgrade_to_head` in a worker
             thread.
         lock_timeout: Seconds to wait for a migration running in another process.
+        ddl_lock_timeout: As for :func:`upgrade_to_head`.
+        ddl_retries: As for :func:`upgrade_to_head`.
+        statement_timeout: As for :func:`upgrade_to_head`.
 
     Returns:
         The revision the database is at.
@@ -161,10 +199,11 @@ async def upgrade_to_head_async(
     Raises:
         MigrationError: As :func:`upgrade_to_head` does.
     """
+    limits = DDLLimits.checked(ddl_lock_timeout, ddl_retries, statement_timeout)
     with _db_extra():
         from granite_assets.migrations import _async
 
-        return await _async.upgrade_async(bundled_directory(), target, lock_timeout)
+        return await _async.upgrade_async(bundled_directory(), target, lock_timeout, limits)
 
 
 def current_revision(target: str | URL | Engine | Connection) -> str | None:
@@ -213,7 +252,13 @@ def check_up_to_date(target: str | URL | Engine | Connection) -> str | None:
 
 
 def downgrade(
-    target: str | URL | Engine | Connection, revision: str, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    target: str | URL | Engine | Connection,
+    revision: str,
+    *,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    ddl_lock_timeout: float = DEFAULT_DDL_LOCK_TIMEOUT,
+    ddl_retries: int = DEFAULT_DDL_RETRIES,
+    statement_timeout: float | None = None,
 ) -> str | None:
     """Revert revisions until the database is at ``revision``, under the migration lock.
 
@@ -222,6 +267,9 @@ def downgrade(
         revision: A revision id this release ships, or ``"base"`` to revert every revision
             (the version table stays, empty).
         lock_timeout: Seconds to wait for a migration running in another process.
+        ddl_lock_timeout: As for :func:`upgrade_to_head`.
+        ddl_retries: As for :func:`upgrade_to_head`.
+        statement_timeout: As for :func:`upgrade_to_head`.
 
     Returns:
         The revision the database is now at (``None`` for base).
@@ -230,10 +278,11 @@ def downgrade(
         UnknownRevisionError: ``revision`` is not one this release ships.
         MigrationError: As :func:`upgrade_to_head` does.
     """
+    limits = DDLLimits.checked(ddl_lock_timeout, ddl_retries, statement_timeout)
     with _db_extra():
         from granite_assets.migrations import _runner
 
-        return _runner.downgrade(bundled_directory(), target, revision, lock_timeout)
+        return _runner.downgrade(bundled_directory(), target, revision, lock_timeout, limits)
 
 
 def upgrade_sql(url_or_dialect: str | URL, from_revision: str | None = None) -> str:

@@ -152,5 +152,36 @@ class MigrationFailedError(MigrationError):
         self.revision = revision
 
 
+class DDLLockTimeoutError(MigrationFailedError):
+    """A revision waited longer than ``ddl_lock_timeout`` for a table lock, on every try.
+
+    Other sessions held locks on granite-assets' tables (a long query, a transaction left open).
+    Each wait was bounded, so the host's own queries on those tables never queued behind the
+    revision for longer than that.
+
+    Attributes:
+        revision: The revision that could not get its lock.
+        blockers: The sessions that held locks on granite-assets' tables, described (process
+            id, state, age, the first line of their query), as far as the database tells.
+        attempts: How many times the revision was tried.
+        applied: The statements of the revision that are in the database nevertheless: on
+            MariaDB and MySQL, whose DDL commits statement by statement, those that ran before the
+            one that timed out (then the revision was not retried). Empty elsewhere.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        revision: str | None,
+        blockers: Sequence[str] = (),
+        attempts: int = 1,
+        applied: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message, revision)
+        self.blockers = tuple(blockers)
+        self.attempts = attempts
+        self.applied = tuple(applied)
+
+
 class UnknownRevisionError(MigrationError, ValueError):
     """A revision named by the caller is not one this release ships."""

@@ -21,7 +21,11 @@ _BOOKKEEPING_TABLES = (VERSION_TABLE, COMPATIBILITY_TABLE)
 
 def in_bookkeeping(exc: Exception) -> bool:
     """Tell whether ``exc`` came from a statement on granite-assets' own records, not from a revision."""
-    statement = str(exc.statement or "") if isinstance(exc, DBAPIError) else ""
+    return names_bookkeeping(str(exc.statement or "") if isinstance(exc, DBAPIError) else "")
+
+
+def names_bookkeeping(statement: str) -> bool:
+    """Tell whether ``statement`` works on granite-assets' own records, not on a revision's tables."""
     return any(table in statement for table in _BOOKKEEPING_TABLES)
 
 

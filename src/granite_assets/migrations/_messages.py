@@ -60,6 +60,12 @@ def driver_text(orig: BaseException | None) -> str:
     return str(orig)
 
 
+def first_line(text: str | None, width: int = 100) -> str:
+    """The first line of ``text`` (a session's query, say), cut to ``width`` characters."""
+    line = next((" ".join(part.split()) for part in (text or "").splitlines() if part.strip()), "")
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
 def seconds(count: float) -> str:
     """``count`` seconds, in words: "1 second", "2.5 seconds"."""
     return "1 second" if count == 1 else f"{count:g} seconds"

@@ -17,6 +17,7 @@ from granite_assets.migrations._errors import DatabaseAheadError
 from granite_assets.migrations._failures import behind_error
 from granite_assets.migrations._history import History, Revision
 from granite_assets.migrations._names import logger
+from granite_assets.migrations._timeouts import DEFAULT_LIMITS, DDLLimits
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Job:
     history: History
     destination: str  # "head", "base" or a revision id
     lock_timeout: float
+    limits: DDLLimits = DEFAULT_LIMITS
 
 
 @dataclass(frozen=True)

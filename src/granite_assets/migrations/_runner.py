@@ -13,16 +13,19 @@ revision under the session lock, and handed back as it came.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, Connection
+from sqlalchemy import URL, Connection, event
+from sqlalchemy.exc import DBAPIError
 
 from granite_assets.migrations._database import Database
 from granite_assets.migrations._errors import (
+    DDLLockTimeoutError,
     MigrationFailedError,
     MigrationLockTimeoutError,
     UnsupportedConnectionError,
@@ -30,18 +33,21 @@ from granite_assets.migrations._errors import (
 from granite_assets.migrations._failures import (
     behind_error,
     in_bookkeeping,
+    names_bookkeeping,
     revision_failed,
     unknown_revision,
 )
 from granite_assets.migrations._history import History, Revision, load_history
 from granite_assets.migrations._inprocess import alembic_run, refuse_nested
 from granite_assets.migrations._isolation import borrowing, in_autocommit, transactional, use_autocommit
+from granite_assets.migrations._messages import advice, first_line, seconds
 from granite_assets.migrations._names import logger
 from granite_assets.migrations._plan import Job, Plan, downgrade_plan, pending, plan
 from granite_assets.migrations._target import Target, connect, resolve
-from granite_assets.migrations._timeouts import check_lock_timeout
+from granite_assets.migrations._timeouts import DEFAULT_LIMITS, DDLLimits, check_lock_timeout
 from granite_assets.migrations._urls import is_async, parse_url
 from granite_assets.migrations._version_table import stored_revision
+from granite_assets.migrations._waiting import pause
 
 # -- Entry points ----------------------------------------------------------------------------
 
@@ -77,15 +83,19 @@ def check_up_to_date(directory: Path, target: Target, lock_timeout: float) -> st
     return current
 
 
-def upgrade(directory: Path, target: Target, lock_timeout: float) -> str | None:
+def upgrade(
+    directory: Path, target: Target, lock_timeout: float, limits: DDLLimits = DEFAULT_LIMITS
+) -> str | None:
     """Bring the database to head; return the revision it is at."""
     lock_timeout = check_lock_timeout(lock_timeout)
     history = load_history(directory)
     with resolve(target, lock_timeout) as db:
-        return migrate_target(db, Job(directory, history, "head", lock_timeout))
+        return migrate_target(db, Job(directory, history, "head", lock_timeout, limits))
 
 
-def downgrade(directory: Path, target: Target, revision: str, lock_timeout: float) -> str | None:
+def downgrade(
+    directory: Path, target: Target, revision: str, lock_timeout: float, limits: DDLLimits = DEFAULT_LIMITS
+) -> str | None:
     """Step the database down to ``revision`` (or ``"base"``) under the migration lock."""
     lock_timeout = check_lock_timeout(lock_timeout)
     history = load_history(directory)
@@ -94,7 +104,7 @@ def downgrade(directory: Path, target: Target, revision: str, lock_timeout: floa
     with resolve(target, lock_timeout) as db:
         if no_file(db):  # opening it would create it: an empty database has nothing to revert
             return downgrade_plan(history, None, revision, db).destination
-        return migrate_target(db, Job(directory, history, revision, lock_timeout))
+        return migrate_target(db, Job(directory, history, revision, lock_timeout, limits))
 
 
 def migrate_target(db: Database, job: Job) -> str | None:
@@ -169,9 +179,11 @@ def migrate_outside_transactions(db: Database, connection: Connection, job: Job)
     return migrate_locked(db, connection, job) if work else current
 
 
-def upgrade_database(directory: Path, db: Database, history: History, lock_timeout: float) -> str | None:
+def upgrade_database(
+    directory: Path, db: Database, history: History, lock_timeout: float, limits: DDLLimits = DEFAULT_LIMITS
+) -> str | None:
     """Upgrade a database reached through an engine (the async entry point's way in)."""
-    return migrate_target(db, Job(directory, history, "head", check_lock_timeout(lock_timeout)))
+    return migrate_target(db, Job(directory, history, "head", check_lock_timeout(lock_timeout), limits))
 
 
 def no_file(db: Database) -> bool:
@@ -205,8 +217,16 @@ def reading(db: Database) -> Iterator[tuple[Connection, bool]]:
 
 
 def migrate_on_callers_connection(db: Database, connection: Connection, job: Job) -> str | None:
-    """Migrate inside the caller's transaction, beginning one if none is open; commit nothing."""
-    with db.backend.callers_migration(connection, db, job.lock_timeout):
+    """Migrate inside the caller's transaction, beginning one if none is open; commit nothing.
+
+    A revision that times out waiting for a table lock is not retried: the caller's transaction
+    is spoilt (PostgreSQL) and only the caller can begin another.
+    """
+    limits = job.limits
+    with (
+        db.backend.callers_migration(connection, db, job.lock_timeout),
+        db.backend.ddl_limits(connection, limits.lock_timeout, limits.statement_timeout, in_transaction=True),
+    ):
         return migrate(db, connection, job, own=False)
 
 
@@ -245,14 +265,64 @@ def migrate_locked(db: Database, connection: Connection, job: Job) -> str | None
     if connection.in_transaction():
         connection.rollback()
     use_autocommit(connection, on=True)
-    with db.backend.own_migration(connection, db, job.lock_timeout):
-        return migrate(db, connection, job, own=True)
+    limits = job.limits
+    with (
+        db.backend.own_migration(connection, db, job.lock_timeout),
+        db.backend.ddl_limits(
+            connection, limits.lock_timeout, limits.statement_timeout, in_transaction=False
+        ),
+    ):
+        return migrate_with_retries(db, connection, job)
+
+
+def migrate_with_retries(db: Database, connection: Connection, job: Job) -> str | None:
+    """Migrate on our own connection, trying a revision that timed out on a table lock again.
+
+    Between tries nothing of ours waits on the table, so the host's queries run; the pause grows,
+    with jitter, so that replicas retrying at once spread out. A revision part of which is in the
+    database already (MariaDB's DDL commits statement by statement) is not tried again.
+    """
+    attempt = 1
+    while True:
+        try:
+            return migrate(db, connection, job, own=True, attempt=attempt)
+        except DDLLockTimeoutError as error:
+            if error.applied or attempt > job.limits.retries:
+                raise
+            wait = retry_pause(attempt)
+            logger.warning(
+                "granite-assets revision %s waited more than %s for a table lock on %s (try %d of %d), "
+                "so it was rolled back and nothing of it kept; %s. Trying again in %.1f seconds.",
+                error.revision,
+                seconds(db.backend.lock_wait_bound(job.limits.lock_timeout)),
+                db.where,
+                attempt,
+                job.limits.retries + 1,
+                held_by(error.blockers),
+                wait,
+            )
+            pause(wait)
+            attempt += 1
+
+
+def retry_pause(attempt: int) -> float:
+    """Seconds to pause after try number ``attempt``: half a second, doubling up to 10, plus jitter."""
+    base = min(0.5 * 2.0 ** (attempt - 1), 10.0)
+    jitter = 1 + 0.5 * random.random()  # noqa: S311 - jitter, not a secret
+    return float(base * jitter)
+
+
+def held_by(blockers: tuple[str, ...]) -> str:
+    """Who held the locks, in words."""
+    if not blockers:
+        return "the sessions that held the lock had ended by the time granite-assets looked"
+    return "other sessions hold locks on granite-assets' tables: " + "; ".join(blockers)
 
 
 # -- Running Alembic -------------------------------------------------------------------------
 
 
-def migrate(db: Database, connection: Connection, job: Job, *, own: bool) -> str | None:
+def migrate(db: Database, connection: Connection, job: Job, *, own: bool, attempt: int = 1) -> str | None:
     """Run Alembic to the job's destination unless the database, re-read under the lock, is there.
 
     ``own`` says the connection is ours, whose work is committed revision by revision (SQLite:
@@ -270,8 +340,12 @@ def migrate(db: Database, connection: Connection, job: Job, *, own: bool) -> str
     if per_revision:
         transactional(connection)
     config = alembic_config(job.directory, connection, granite_assets_history=job.history)
+    statements: list[tuple[int, str]] = []
     try:
-        with alembic_run(job.lock_timeout, db.where):
+        with (
+            alembic_run(job.lock_timeout, db.where),
+            _statements_of_each_step(db, connection, config, statements),
+        ):
             _alembic_command("upgrade" if the_plan.upgrade else "downgrade")(config, job.destination)
     except MigrationLockTimeoutError:
         raise
@@ -280,14 +354,91 @@ def migrate(db: Database, connection: Connection, job: Job, *, own: bool) -> str
         if cannot_wait is not None:
             raise cannot_wait from exc
         done = len(config.attributes.get("granite_assets_steps", []))
-        raise failure(
-            db, connection, the_plan, exc, before=current, done=done, per_revision=per_revision
-        ) from exc
+        timed_out = isinstance(exc, DBAPIError) and bool(db.backend.lock_wait_timed_out.matches(exc.orig))
+        applied = [s for step, s in statements if step == done and not names_bookkeeping(s)]
+        failed, left = aftermath(
+            db,
+            connection,
+            the_plan,
+            exc,
+            before=current,
+            done=done,
+            per_revision=per_revision,
+            nothing_applied=timed_out and not applied,
+        )
+        if timed_out:
+            raise lock_wait_timed_out(
+                db, connection, job, failed, left, applied=applied, attempts=attempt
+            ) from exc
+        raise revision_failed(db, failed, exc, left) from exc
     if per_revision:
         if connection.in_transaction():
             connection.commit()
         use_autocommit(connection, on=True)
     return the_plan.destination
+
+
+@contextmanager
+def _statements_of_each_step(
+    db: Database, connection: Connection, config: Any, statements: list[tuple[int, str]]
+) -> Iterator[None]:
+    """Record, where DDL commits statement by statement, each statement run and the step it ran in."""
+    if not db.backend.ddl_commits_itself:
+        yield
+        return
+
+    def record(*args: Any) -> None:
+        statements.append((len(config.attributes.get("granite_assets_steps", [])), str(args[2])))
+
+    event.listen(connection, "after_cursor_execute", record)
+    try:
+        yield
+    finally:
+        event.remove(connection, "after_cursor_execute", record)
+
+
+def lock_wait_timed_out(
+    db: Database,
+    connection: Connection,
+    job: Job,
+    failed: Revision | None,
+    left: str,
+    *,
+    applied: list[str],
+    attempts: int,
+) -> DDLLockTimeoutError:
+    """The error for a revision that waited too long for a table lock, naming who held it."""
+    blockers = _blockers(db, connection)
+    what = f"granite-assets revision {failed.revision} ({failed.message})" if failed else "granite-assets"
+    tries = "once" if attempts == 1 else f"on each of {attempts} tries"
+    ran = ""
+    if applied:
+        listed = "; ".join(f"{n}. {first_line(s, 200)}" for n, s in enumerate(applied, 1))
+        ran = f" These statements of it ran before and are in the database: {listed}."
+    raise_it = advice("ddl_lock_timeout or ddl_retries", "--ddl-lock-timeout or --ddl-retries")
+    return DDLLockTimeoutError(
+        f"{what} waited more than {seconds(db.backend.lock_wait_bound(job.limits.lock_timeout))} for a "
+        f"table lock on {db.where}, "
+        f"{tries}; {held_by(blockers)}. Each wait was bounded, so your application's queries never "
+        f"queued behind it for longer. {left}{ran} To go on: {db.backend.end_session_hint(blockers)}, "
+        f"then run it again; or raise {raise_it}.",
+        revision=failed.revision if failed else None,
+        blockers=blockers,
+        attempts=attempts,
+        applied=applied,
+    )
+
+
+def _blockers(db: Database, connection: Connection) -> tuple[str, ...]:
+    """The sessions holding locks on granite-assets' tables, asked on a connection that can still ask."""
+    try:
+        if db.connection is None:  # ours, rolled back and in AUTOCOMMIT by aftermath()
+            return db.backend.blockers(connection)
+        with connect(replace(db, connection=None)) as fresh:  # the caller's transaction may be aborted
+            return db.backend.blockers(fresh)
+    except Exception:  # noqa: BLE001 - naming the blockers is a courtesy; the timeout is the error
+        logger.debug("Could not list the sessions holding locks on %s.", db.where, exc_info=True)
+        return ()
 
 
 def failure(
@@ -300,7 +451,28 @@ def failure(
     done: int,
     per_revision: bool,
 ) -> MigrationFailedError:
-    """The error for a failed run, naming the revision that failed and the one the database is at.
+    """The error for a failed run, naming the revision that failed and the one the database is at."""
+    failed, left = aftermath(
+        db, connection, the_plan, exc, before=before, done=done, per_revision=per_revision
+    )
+    return revision_failed(db, failed, exc, left)
+
+
+def aftermath(
+    db: Database,
+    connection: Connection,
+    the_plan: Plan,
+    exc: Exception,
+    *,
+    before: str | None,
+    done: int,
+    per_revision: bool,
+    nothing_applied: bool = False,
+) -> tuple[Revision | None, str]:
+    """The revision that failed, and what the failed run left behind, in words.
+
+    ``nothing_applied`` says the failed revision ran no statement (its first one timed out), so
+    that not even a backend whose DDL commits itself holds part of it.
 
     Where each revision commits on its own, a step counts as done only once its commit went
     through, which only the version table, read back, can tell (an error raised by the commit
@@ -320,14 +492,16 @@ def failure(
                 "granite-assets could not read back which revision the database is at now: run "
                 f"`granite-assets db current` to see it, fix the cause and run the {verb} again."
             )
-            return revision_failed(db, _step(the_plan, index, exc), exc, left)
+            return _step(the_plan, index, exc), left
         arrived_at = [before, *(s.revision if the_plan.upgrade else s.down_revision for s in the_plan.steps)]
         index = arrived_at.index(reached) if reached in arrived_at else done
     else:
         reached = before
     failed = _step(the_plan, index, exc)
-    left = db.backend.aftermath(db, verb, before=before, reached=reached, failed=failed)
-    return revision_failed(db, failed, exc, left)
+    left = db.backend.aftermath(
+        db, verb, before=before, reached=reached, failed=None if nothing_applied else failed
+    )
+    return failed, left
 
 
 def _step(the_plan: Plan, index: int, exc: Exception) -> Revision | None:

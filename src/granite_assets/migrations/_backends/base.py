@@ -194,6 +194,8 @@ class Backend:
         codes=frozenset({1046}), phrasings=(("No database selected",),)
     )
     aborted_transaction: ClassVar[Signature] = Signature(sqlstates=frozenset({"25P02"}))
+    #: A statement that waited longer than the lock timeout granite-assets set for it.
+    lock_wait_timed_out: ClassVar[Signature] = Signature(frozenset({"55P03"}), frozenset({1205}))
     #: A table created or altered after the caller's transaction took its snapshot.
     changed_since_snapshot: ClassVar[Signature] = Signature(codes=frozenset({1412}))
     no_database: ClassVar[Signature] = Signature(
@@ -305,6 +307,37 @@ class Backend:
     def cannot_wait(self, exc: BaseException, db: DatabaseView) -> UnsupportedConnectionError | None:
         """The error for a caller's transaction that failed because it could not wait for a lock."""
         return None
+
+    # -- Bounded waits for table locks ---------------------------------------------------------
+
+    @contextmanager
+    def ddl_limits(
+        self,
+        connection: Connection,
+        lock_timeout: float,
+        statement_timeout: float | None,
+        *,
+        in_transaction: bool,
+    ) -> Iterator[None]:
+        """Bound, for the block, how long each statement waits for a table lock (and runs).
+
+        ``in_transaction`` says the settings must end with the caller's transaction. The session's
+        own values are put back after. By default nothing is bounded: the database has no such
+        setting granite-assets knows (SQLite's busy timeout bounds its waits already).
+        """
+        yield
+
+    def lock_wait_bound(self, seconds: float) -> float:
+        """How long a statement really waits for a lock when asked to wait ``seconds``."""
+        return seconds
+
+    def blockers(self, connection: Connection) -> tuple[str, ...]:
+        """The other sessions holding locks on granite-assets' tables, described for an operator."""
+        return ()
+
+    def end_session_hint(self, blockers: tuple[str, ...]) -> str:
+        """How to end the blocking sessions, for the advice of a lock timeout."""
+        return "end those sessions or wait for them to finish"
 
     # -- After a failure -----------------------------------------------------------------------
 

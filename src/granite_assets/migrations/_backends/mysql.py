@@ -20,14 +20,22 @@ from sqlalchemy import Connection, text
 from granite_assets.migrations._backends.base import Backend, DatabaseView, ServerLock, migrating_under, whose
 from granite_assets.migrations._driver_errors import Signature
 from granite_assets.migrations._errors import UnsupportedConnectionError
+from granite_assets.migrations._messages import first_line
 from granite_assets.migrations._names import logger
 from granite_assets.migrations._urls import display_url
 
 _LOCK_PREFIX: Final = "granite_assets_migrations."
 _HOST_LOCK_PREFIX: Final = "granite_assets_host."
 _LOCK_NAME_MAX: Final = 64
+#: MariaDB's and MySQL's largest lock_wait_timeout (a year), their "no limit".
+_LONGEST_LOCK_WAIT: Final = 31_536_000
 #: MySQL's largest ``wait_timeout`` (a year, in seconds); it has no "never".
 _LONGEST_WAIT_TIMEOUT: Final = 31_536_000
+
+
+def _whole_seconds(seconds: float) -> int:
+    """``seconds`` as ``lock_wait_timeout`` takes them: whole, from 1 to a year."""
+    return _LONGEST_LOCK_WAIT if seconds >= _LONGEST_LOCK_WAIT else max(1, math.ceil(seconds))
 
 
 @dataclass(frozen=True)
@@ -96,6 +104,7 @@ class MySQLBackend(Backend):
     no_such_column: ClassVar[Signature] = Signature(frozenset({"42S22"}), frozenset({1054}))
     no_database_selected: ClassVar[Signature] = Signature(codes=frozenset({1046}))
     aborted_transaction: ClassVar[Signature] = Signature()
+    lock_wait_timed_out: ClassVar[Signature] = Signature(codes=frozenset({1205}))  # ER_LOCK_WAIT_TIMEOUT
     changed_since_snapshot: ClassVar[Signature] = Signature(codes=frozenset({1412}))  # ER_TABLE_DEF_CHANGED
     no_database: ClassVar[Signature] = Signature(codes=frozenset({1049}))
     bad_login: ClassVar[Signature] = Signature(codes=frozenset({1045}))
@@ -142,6 +151,72 @@ class MySQLBackend(Backend):
             "changed. Call it before your transaction begins, or pass the Engine instead "
             "(upgrade_to_head(connection.engine)): granite-assets then commits each revision."
         )
+
+    @contextmanager
+    def ddl_limits(
+        self,
+        connection: Connection,
+        lock_timeout: float,
+        statement_timeout: float | None,
+        *,
+        in_transaction: bool,
+    ) -> Iterator[None]:
+        """Set ``lock_wait_timeout`` (whole seconds, at least 1) and, on MariaDB, ``max_statement_time``."""
+        wanted = {"lock_wait_timeout": str(_whole_seconds(lock_timeout))}
+        if statement_timeout is not None and getattr(connection.dialect, "is_mariadb", False):
+            wanted["max_statement_time"] = (
+                "0" if math.isinf(statement_timeout) else f"{statement_timeout:.6f}"
+            )
+        saved = {name: connection.exec_driver_sql(f"SELECT @@session.{name}").scalar() for name in wanted}
+        for name, value in wanted.items():
+            connection.exec_driver_sql(f"SET SESSION {name} = {value}")
+        try:
+            yield
+        finally:
+            if not connection.invalidated:
+                for name, old in saved.items():
+                    connection.execute(text(f"SET SESSION {name} = :value"), {"value": old})
+
+    def lock_wait_bound(self, seconds: float) -> float:
+        """``lock_wait_timeout`` counts whole seconds."""
+        return float(_whole_seconds(seconds))
+
+    def blockers(self, connection: Connection) -> tuple[str, ...]:
+        """The other sessions in this database with a transaction open or a statement running.
+
+        MariaDB does not say which session holds a table's metadata lock without a plugin; a
+        session with a transaction open that read the table holds it until the transaction ends.
+        Sessions that are themselves waiting for a metadata lock are the queue, not its cause.
+        """
+        rows = connection.execute(
+            text(
+                "SELECT p.ID, p.COMMAND, p.TIME, p.INFO, "
+                "TIMESTAMPDIFF(SECOND, t.trx_started, NOW()) "
+                "FROM information_schema.PROCESSLIST p "
+                "LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID "
+                "WHERE p.ID <> CONNECTION_ID() AND p.DB = DATABASE() "
+                "AND (t.trx_id IS NOT NULL OR p.INFO IS NOT NULL) "
+                "AND COALESCE(p.STATE, '') NOT LIKE :waiting "
+                "ORDER BY t.trx_started"
+            ),
+            {"waiting": "Waiting for%metadata lock"},
+        )
+        described = []
+        for session, command, seconds_in_state, query, transaction_age in rows:
+            what = (
+                f"transaction open for {transaction_age} s"
+                if transaction_age is not None
+                else f"{command} for {seconds_in_state} s"
+            )
+            described.append(f"id {session} ({what}; its query: {first_line(query) or 'none running'})")
+        return tuple(described)
+
+    def end_session_hint(self, blockers: tuple[str, ...]) -> str:
+        """``KILL``, for each blocker."""
+        ids = [b.split()[1] for b in blockers if b.startswith("id ")]
+        if not ids:
+            return "end those sessions or wait for them to finish"
+        return "wait for those sessions to finish, or end them: " + "; ".join(f"KILL {i}" for i in ids)
 
     @contextmanager
     def idling_allowed(self, connection: Connection) -> Iterator[None]:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,9 +18,12 @@ from dataclasses import dataclass
 from typing import ClassVar, Final
 
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
 from granite_assets.migrations._backends.base import Backend, ServerLock, whose
 from granite_assets.migrations._driver_errors import Signature
+from granite_assets.migrations._messages import first_line
+from granite_assets.migrations._names import TABLE_PREFIX
 
 #: The key of granite-assets' own advisory lock: "gran" in ASCII, below 2**31 so that
 #: ``pg_locks.objid`` shows it as it is.
@@ -79,6 +83,17 @@ class AdvisoryLock(ServerLock):
             connection.exec_driver_sql(f"SELECT pg_advisory_unlock({self.keys})")
 
 
+def _milliseconds(seconds: float) -> str:
+    """``seconds`` as a PostgreSQL duration; 0 there means no limit, so it stands for infinity only."""
+    return "0" if math.isinf(seconds) else f"{max(1, round(seconds * 1000))}ms"
+
+
+def _set(connection: Connection, name: str, value: str, *, local: bool) -> None:
+    connection.execute(
+        text("SELECT set_config(:name, :value, :local)"), {"name": name, "value": value, "local": local}
+    )
+
+
 def _int4(value: int) -> int:
     """An unsigned 32-bit value as the signed int4 PostgreSQL's advisory functions take."""
     return value - 2**32 if value >= 2**31 else value
@@ -108,6 +123,7 @@ class PostgreSQLBackend(Backend):
     no_such_table: ClassVar[Signature] = Signature(sqlstates=frozenset({"42P01"}))
     no_such_column: ClassVar[Signature] = Signature(sqlstates=frozenset({"42703"}))
     no_database_selected: ClassVar[Signature] = Signature()
+    lock_wait_timed_out: ClassVar[Signature] = Signature(sqlstates=frozenset({"55P03"}))  # lock_not_available
     changed_since_snapshot: ClassVar[Signature] = Signature()
     no_database: ClassVar[Signature] = Signature(
         sqlstates=frozenset({"3D000"}), phrasings=(("database", "does not exist"),)
@@ -138,6 +154,63 @@ class PostgreSQLBackend(Backend):
     def sees_a_snapshot(self, connection: Connection) -> bool:
         """REPEATABLE READ and SERIALIZABLE transactions see the database as it was when they began."""
         return connection.get_isolation_level() in _SNAPSHOT_LEVELS
+
+    @contextmanager
+    def ddl_limits(
+        self,
+        connection: Connection,
+        lock_timeout: float,
+        statement_timeout: float | None,
+        *,
+        in_transaction: bool,
+    ) -> Iterator[None]:
+        """Set ``lock_timeout`` (and ``statement_timeout``) for the session, or the caller's transaction."""
+        wanted = {"lock_timeout": lock_timeout}
+        if statement_timeout is not None:
+            wanted["statement_timeout"] = statement_timeout
+        saved = {name: str(connection.exec_driver_sql(f"SHOW {name}").scalar()) for name in wanted}
+        for name, seconds in wanted.items():
+            _set(connection, name, _milliseconds(seconds), local=in_transaction)
+        try:
+            yield
+        finally:
+            if not connection.invalidated:
+                try:
+                    for name, value in saved.items():
+                        _set(connection, name, value, local=in_transaction)
+                except DBAPIError:  # an aborted transaction of the caller's: the settings end with it
+                    if not in_transaction:
+                        raise
+
+    def blockers(self, connection: Connection) -> tuple[str, ...]:
+        """The sessions of this database holding locks on granite-assets' tables, oldest first."""
+        rows = connection.execute(
+            text(
+                "SELECT a.pid, a.state, EXTRACT(EPOCH FROM now() - COALESCE(a.xact_start, a.query_start)), "
+                "a.query, string_agg(DISTINCT c.relname, ', ') "
+                "FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                "JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.granted AND l.pid <> pg_backend_pid() AND c.relname LIKE :prefix "
+                "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "GROUP BY a.pid, a.state, a.xact_start, a.query_start, a.query "
+                "ORDER BY COALESCE(a.xact_start, a.query_start)"
+            ),
+            {"prefix": TABLE_PREFIX.replace("_", "\\_") + "%"},
+        )
+        return tuple(
+            f"pid {pid} ({state or 'unknown state'} for {float(age or 0):.0f} s, holding locks on {tables}; "
+            f"its query: {first_line(query)})"
+            for pid, state, age, query, tables in rows
+        )
+
+    def end_session_hint(self, blockers: tuple[str, ...]) -> str:
+        """``pg_terminate_backend``, for each blocker."""
+        pids = [b.split()[1] for b in blockers if b.startswith("pid ")]
+        if not pids:
+            return "end those sessions or wait for them to finish"
+        return "wait for those sessions to finish, or end them: " + "; ".join(
+            f"SELECT pg_terminate_backend({pid})" for pid in pids
+        )
 
     @contextmanager
     def idling_allowed(self, connection: Connection) -> Iterator[None]:
