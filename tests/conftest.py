@@ -287,7 +287,33 @@ def backend_summary(tested: set[str], unavailable: dict[str, str]) -> list[str]:
     return lines
 
 
+#: The key of :data:`_tested` and :data:`_unavailable` in a pytest-xdist worker's ``workeroutput``.
+WORKER_OUTPUT_KEY = "granite_assets_backends"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """In a pytest-xdist worker, hand the backends it tested and skipped to the controller."""
+    workeroutput: dict[str, object] | None = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput[WORKER_OUTPUT_KEY] = {"tested": sorted(_tested), "unavailable": dict(_unavailable)}
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: the controller hears from each worker
+def pytest_testnodedown(node: object, error: object) -> None:  # noqa: ARG001 - the hook's signature
+    """Add a finished worker's backends to the controller's, which its summary reports."""
+    output = getattr(node, "workeroutput", None) or {}
+    backends = output.get(WORKER_OUTPUT_KEY)
+    if backends is not None:
+        _tested.update(backends["tested"])
+        _unavailable.update(backends["unavailable"])
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Say which backends the run used and which it skipped, so a skip is never silent."""
+    """Say which backends the run used and which it skipped, so a skip is never silent.
+
+    Under pytest-xdist the controller says it, for every worker (see :func:`pytest_testnodedown`).
+    """
+    if hasattr(terminalreporter.config, "workerinput"):
+        return
     for line in backend_summary(_tested, _unavailable):
         terminalreporter.write_line(line, yellow="skipped" in line)
