@@ -25,8 +25,10 @@ $(UV):
 	$(PYTHON) -m venv .tools
 	.tools/bin/python -m pip install --quiet --disable-pip-version-check uv
 
+# --compile-bytecode: the tests start hundreds of Python processes (replicas, the command line), and
+# where PYTHONDONTWRITEBYTECODE is set (or .venv is read-only) each would compile SQLAlchemy and Alembic afresh.
 $(VENV)/.installed: pyproject.toml | $(UV)
-	$(UV) sync --quiet --extra db --group dev
+	$(UV) sync --quiet --compile-bytecode --extra db --group dev
 	touch $@
 
 .PHONY: install

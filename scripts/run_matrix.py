@@ -35,6 +35,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 #: The packages whose lowest declared versions the --lowest run installs.
 LOWEST_PACKAGES = ("alembic", "sqlalchemy")
+#: Compiled at install, as make install does: the suite starts hundreds of Python processes, which
+#: would each compile SQLAlchemy and Alembic again where PYTHONDONTWRITEBYTECODE is set.
+INSTALL_OPTIONS = ("--quiet", "--compile-bytecode")
 #: The markers of tests that the versions of alembic and SQLAlchemy cannot change: the docs, the
 #: wheel and installs, the Makefile's targets (which use the main .venv anyway), and ruff and mypy
 #: over generated code. The --lowest run deselects them; the main run has run them already.
@@ -108,7 +111,7 @@ def installed_version(python: Path, package: str) -> str:
 def prepare_newest(version: str) -> Path:
     """``.venv-py<version>`` with the newest dependencies; return its python."""
     python = create_venv(ROOT / f".venv-py{version}", find_python(version))
-    call(uv(), "pip", "install", "--quiet", "--python", python, "-e", ".[db]", "--group", "dev")
+    call(uv(), "pip", "install", *INSTALL_OPTIONS, "--python", python, "-e", ".[db]", "--group", "dev")
     return python
 
 
@@ -118,9 +121,18 @@ def prepare_lowest() -> Path:
     python = create_venv(ROOT / ".venv-lowest", sys.executable)
     # The db extra first, at its lowest; the dev tools after, which keep what already satisfies them.
     call(
-        uv(), "pip", "install", "--quiet", "--python", python, "--resolution", "lowest-direct", "-e", ".[db]"
+        uv(),
+        "pip",
+        "install",
+        *INSTALL_OPTIONS,
+        "--python",
+        python,
+        "--resolution",
+        "lowest-direct",
+        "-e",
+        ".[db]",
     )
-    call(uv(), "pip", "install", "--quiet", "--python", python, "--group", "dev")
+    call(uv(), "pip", "install", *INSTALL_OPTIONS, "--python", python, "--group", "dev")
     for package, bound in bounds.items():
         have = installed_version(python, package)
         if have != bound:
