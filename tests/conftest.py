@@ -24,6 +24,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from sqlalchemy import URL, create_engine, make_url, text
 from sqlalchemy.pool import NullPool
 
@@ -276,6 +277,32 @@ def downgrade() -> None:
     if manifest:
         write_manifest(directory)
     return path
+
+
+@pytest.fixture(scope="session")
+def built_wheel(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's wheel, built from its sdist as ``make check-wheel`` builds it, once per run.
+
+    Under pytest-xdist every worker gets the same file: the first to get here builds it into the
+    run's shared temporary folder (the parent of the workers' own), under a file lock that the
+    others wait on, as pytest-xdist's documentation recommends for session fixtures.
+    """
+    from check_wheel import ROOT, build
+
+    shared = tmp_path_factory.getbasetemp()
+    if hasattr(request.config, "workerinput"):
+        shared = shared.parent
+    out = shared / "granite-assets-build"
+    with FileLock(str(shared / "granite-assets-build.lock")):
+        wheels = list(out.glob("*.whl"))
+        if not wheels:
+            scratch = shared / "granite-assets-build.partial"
+            shutil.rmtree(scratch, ignore_errors=True)
+            build(ROOT, scratch)
+            scratch.rename(out)  # whole, or not there: a worker that failed mid-build leaves no half
+            wheels = list(out.glob("*.whl"))
+    (wheel,) = wheels
+    return wheel
 
 
 def backend_summary(tested: set[str], unavailable: dict[str, str]) -> list[str]:
