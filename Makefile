@@ -12,6 +12,10 @@ PY := $(VENV)/bin/python
 # make migrate's database when GRANITE_ASSETS_DATABASE_URL is not set.
 DEFAULT_DATABASE_URL := sqlite:///granite_assets.db
 PYTEST_ARGS ?=
+# The test targets run pytest-xdist with PYTEST_WORKERS workers (auto: one per core; 0: none, all in one
+# process), each test sent to whichever worker is free.
+PYTEST_WORKERS ?= auto
+PYTEST_XDIST := -n $(PYTEST_WORKERS)
 # The database servers the tests use (see tests/conftest.py); unreachable ones are skipped
 # unless GRANITE_ASSETS_TEST_REQUIRE names them, as CI does.
 export GRANITE_ASSETS_TEST_POSTGRESQL_URL ?= postgresql+psycopg2://postgres@127.0.0.1:5432/postgres
@@ -25,8 +29,10 @@ $(UV):
 	$(PYTHON) -m venv .tools
 	.tools/bin/python -m pip install --quiet --disable-pip-version-check uv
 
+# --compile-bytecode: the tests start hundreds of Python processes (replicas, the command line), and
+# where PYTHONDONTWRITEBYTECODE is set (or .venv is read-only) each would compile SQLAlchemy and Alembic afresh.
 $(VENV)/.installed: pyproject.toml | $(UV)
-	$(UV) sync --quiet --extra db --group dev
+	$(UV) sync --quiet --compile-bytecode --extra db --group dev
 	touch $@
 
 .PHONY: install
@@ -44,8 +50,8 @@ migrate: $(VENV)/.installed ## Upgrade GRANITE_ASSETS_DATABASE_URL (default: ./g
 	  $(VENV)/bin/granite-assets db upgrade
 
 .PHONY: test
-test: $(VENV)/.installed ## Run the whole test suite (servers it cannot reach are skipped, or fail under CI)
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: $(VENV)/.installed ## Run the whole test suite on every core (servers it cannot reach are skipped, or fail under CI)
+	$(PY) -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 .PHONY: lint
 lint: $(VENV)/.installed ## Check style: ruff lint and ruff format --check (changes nothing)
@@ -79,11 +85,11 @@ check-wheel: $(VENV)/.installed ## Build sdist and wheel, check the wheel, insta
 
 .PHONY: test-matrix
 test-matrix: $(VENV)/.installed ## Run the suite on Python 3.11, 3.12 and 3.13 (.venv-py3.X; PYTEST_ARGS passed on)
-	$(PY) scripts/run_matrix.py --python 3.11 --python 3.12 --python 3.13 -- $(PYTEST_ARGS)
+	$(PY) scripts/run_matrix.py --python 3.11 --python 3.12 --python 3.13 -- $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 .PHONY: test-lowest
-test-lowest: $(VENV)/.installed ## Run the suite with the lowest declared alembic and SQLAlchemy (.venv-lowest)
-	$(PY) scripts/run_matrix.py --lowest -- $(PYTEST_ARGS)
+test-lowest: $(VENV)/.installed ## Run the database-facing tests with the lowest declared alembic and SQLAlchemy (.venv-lowest; see scripts/run_matrix.py)
+	$(PY) scripts/run_matrix.py --lowest -- $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 .PHONY: docs
 docs: $(VENV)/.installed ## Build the HTML docs into docs/_build/html and run their examples (warnings fail)

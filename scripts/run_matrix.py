@@ -5,7 +5,10 @@
   none is downloaded.
 - ``--lowest``: the suite on this Python with the lowest ``alembic`` and ``sqlalchemy`` that
   pyproject.toml's ``db`` extra allows (``uv pip install --resolution lowest-direct``), in
-  ``.venv-lowest``; the versions installed are checked against the declared lower bounds.
+  ``.venv-lowest``; the versions installed are checked against the declared lower bounds. It
+  runs what those versions can change, the database-facing tests: the tests marked ``docs``,
+  ``packaging``, ``makefile`` or ``lint`` (markers registered in pyproject.toml) are deselected
+  (:data:`NOT_IN_LOWEST`), combined with any ``-m`` given after ``--``.
 
 The project is installed editable with the ``db`` extra and the ``dev`` group; the main ``.venv``
 is never touched. Arguments after ``--`` go to pytest. Exits non-zero when any run fails, after
@@ -14,7 +17,7 @@ running them all.
 Usage::
 
     make test-matrix                  # 3.11, 3.12, 3.13
-    make test-lowest PYTEST_ARGS="-m 'not slow'"
+    make test-lowest PYTEST_ARGS="-m 'not slow'"   # runs -m "(not slow) and not (docs or ...)"
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -31,6 +35,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 #: The packages whose lowest declared versions the --lowest run installs.
 LOWEST_PACKAGES = ("alembic", "sqlalchemy")
+#: Compiled at install, as make install does: the suite starts hundreds of Python processes, which
+#: would each compile SQLAlchemy and Alembic again where PYTHONDONTWRITEBYTECODE is set.
+INSTALL_OPTIONS = ("--quiet", "--compile-bytecode")
+#: The markers of tests that the versions of alembic and SQLAlchemy cannot change: the docs, the
+#: wheel and installs, the Makefile's targets (which use the main .venv anyway), and ruff and mypy
+#: over generated code. The --lowest run deselects them; the main run has run them already.
+NOT_IN_LOWEST = "docs or packaging or makefile or lint"
 
 
 def declared_lower_bounds(pyproject: Path) -> dict[str, str]:
@@ -100,7 +111,7 @@ def installed_version(python: Path, package: str) -> str:
 def prepare_newest(version: str) -> Path:
     """``.venv-py<version>`` with the newest dependencies; return its python."""
     python = create_venv(ROOT / f".venv-py{version}", find_python(version))
-    call(uv(), "pip", "install", "--quiet", "--python", python, "-e", ".[db]", "--group", "dev")
+    call(uv(), "pip", "install", *INSTALL_OPTIONS, "--python", python, "-e", ".[db]", "--group", "dev")
     return python
 
 
@@ -110,15 +121,44 @@ def prepare_lowest() -> Path:
     python = create_venv(ROOT / ".venv-lowest", sys.executable)
     # The db extra first, at its lowest; the dev tools after, which keep what already satisfies them.
     call(
-        uv(), "pip", "install", "--quiet", "--python", python, "--resolution", "lowest-direct", "-e", ".[db]"
+        uv(),
+        "pip",
+        "install",
+        *INSTALL_OPTIONS,
+        "--python",
+        python,
+        "--resolution",
+        "lowest-direct",
+        "-e",
+        ".[db]",
     )
-    call(uv(), "pip", "install", "--quiet", "--python", python, "--group", "dev")
+    call(uv(), "pip", "install", *INSTALL_OPTIONS, "--python", python, "--group", "dev")
     for package, bound in bounds.items():
         have = installed_version(python, package)
         if have != bound:
             raise SystemExit(f".venv-lowest has {package} {have}, not the declared lower bound {bound}.")
         print(f"{package} {have} (the declared lower bound)")
     return python
+
+
+def lowest_pytest_args(pytest_args: list[str]) -> list[str]:
+    """``pytest_args`` for the --lowest run: the :data:`NOT_IN_LOWEST` tests deselected.
+
+    A ``-m EXPRESSION`` (or ``-mEXPRESSION``) among them is kept, and combined with the
+    deselection, since pytest would only honour the last ``-m``.
+    """
+    rest: list[str] = []
+    expressions: list[str] = []
+    arguments = iter(pytest_args)
+    for argument in arguments:
+        if argument == "-m":
+            expressions.append(next(arguments, ""))
+        elif argument.startswith("-m"):
+            expressions.append(argument[2:])
+        else:
+            rest.append(argument)
+    selection = " and ".join([*(f"({e})" for e in expressions if e.strip()), f"not ({NOT_IN_LOWEST})"])
+    return [*rest, "-m", selection]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,14 +171,16 @@ def main(argv: list[str] | None = None) -> int:
     if not args.python and not args.lowest:
         parser.error("name at least one --python X.Y, or --lowest")
 
-    runs: list[tuple[str, Path]] = [(f"Python {v}", prepare_newest(v)) for v in args.python]
+    runs: list[tuple[str, Path, list[str]]] = [
+        (f"Python {v}", prepare_newest(v), args.pytest_args) for v in args.python
+    ]
     if args.lowest:
-        runs.append(("lowest alembic and sqlalchemy", prepare_lowest()))
+        runs.append(("lowest alembic and sqlalchemy", prepare_lowest(), lowest_pytest_args(args.pytest_args)))
     results = {}
-    for label, python in runs:
-        print(f"=== {label}: {python}", flush=True)
+    for label, python, pytest_args in runs:
+        print(f"=== {label}: {python} -m pytest {shlex.join(pytest_args)}", flush=True)
         results[label] = subprocess.run(
-            [str(python), "-m", "pytest", *args.pytest_args], check=False, cwd=ROOT
+            [str(python), "-m", "pytest", *pytest_args], check=False, cwd=ROOT
         ).returncode
     print("=== summary")
     for label, code in results.items():

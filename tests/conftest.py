@@ -24,6 +24,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from sqlalchemy import URL, create_engine, make_url, text
 from sqlalchemy.pool import NullPool
 
@@ -290,6 +291,32 @@ def downgrade() -> None:
     return path
 
 
+@pytest.fixture(scope="session")
+def built_wheel(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's wheel, built from its sdist as ``make check-wheel`` builds it, once per run.
+
+    Under pytest-xdist every worker gets the same file: the first to get here builds it into the
+    run's shared temporary folder (the parent of the workers' own), under a file lock that the
+    others wait on, as pytest-xdist's documentation recommends for session fixtures.
+    """
+    from check_wheel import ROOT, build
+
+    shared = tmp_path_factory.getbasetemp()
+    if hasattr(request.config, "workerinput"):
+        shared = shared.parent
+    out = shared / "granite-assets-build"
+    with FileLock(str(shared / "granite-assets-build.lock")):
+        wheels = list(out.glob("*.whl"))
+        if not wheels:
+            scratch = shared / "granite-assets-build.partial"
+            shutil.rmtree(scratch, ignore_errors=True)
+            build(ROOT, scratch)
+            scratch.rename(out)  # whole, or not there: a worker that failed mid-build leaves no half
+            wheels = list(out.glob("*.whl"))
+    (wheel,) = wheels
+    return wheel
+
+
 def backend_summary(tested: set[str], unavailable: dict[str, str]) -> list[str]:
     """The closing lines of a run: the backends tested, and each skipped server with its reason."""
     lines = [f"granite-assets: backends tested: {', '.join(sorted(tested)) or 'none'}"]
@@ -299,7 +326,33 @@ def backend_summary(tested: set[str], unavailable: dict[str, str]) -> list[str]:
     return lines
 
 
+#: The key of :data:`_tested` and :data:`_unavailable` in a pytest-xdist worker's ``workeroutput``.
+WORKER_OUTPUT_KEY = "granite_assets_backends"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """In a pytest-xdist worker, hand the backends it tested and skipped to the controller."""
+    workeroutput: dict[str, object] | None = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput[WORKER_OUTPUT_KEY] = {"tested": sorted(_tested), "unavailable": dict(_unavailable)}
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: the controller hears from each worker
+def pytest_testnodedown(node: object, error: object) -> None:  # noqa: ARG001 - the hook's signature
+    """Add a finished worker's backends to the controller's, which its summary reports."""
+    output = getattr(node, "workeroutput", None) or {}
+    backends = output.get(WORKER_OUTPUT_KEY)
+    if backends is not None:
+        _tested.update(backends["tested"])
+        _unavailable.update(backends["unavailable"])
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Say which backends the run used and which it skipped, so a skip is never silent."""
+    """Say which backends the run used and which it skipped, so a skip is never silent.
+
+    Under pytest-xdist the controller says it, for every worker (see :func:`pytest_testnodedown`).
+    """
+    if hasattr(terminalreporter.config, "workerinput"):
+        return
     for line in backend_summary(_tested, _unavailable):
         terminalreporter.write_line(line, yellow="skipped" in line)

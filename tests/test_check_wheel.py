@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from check_wheel import check_wheel_files, environment_files, is_stray, keep_checked
 
+pytestmark = pytest.mark.packaging
+
 ENV = "granite_assets/alembic/"
 SOURCE = ["alembic.ini", "env.py", "revisions.json", "script.py.mako", "versions/0001_baseline.py"]
 GOOD_WHEEL = [

@@ -1,4 +1,8 @@
-"""The test suite's own reporting: why a server was skipped, and which backends a run used."""
+"""The test suite's own reporting: why a server was skipped, and which backends a run used.
+
+Each check runs twice: in one pytest process, and under pytest-xdist as ``make test`` runs the
+suite, where the workers' backends must reach the controller's summary.
+"""
 
 from __future__ import annotations
 
@@ -18,12 +22,16 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 ONE_TEST = "tests/test_upgrade.py::test_first_call_creates_and_stamps_the_version_table"
 
 
-def run_suite(servers: dict[str, str]) -> str:
-    """Run ONE_TEST in a new pytest with these server URLs, no backend required; return its output."""
-    env = {k: v for k, v in os.environ.items() if k != "GRANITE_ASSETS_TEST_REQUIRE"}
+#: pytest's options for one process, and for two pytest-xdist workers (ONE_TEST's four backends split).
+RUNNERS = [pytest.param(("-p", "no:xdist"), id="one-process"), pytest.param(("-n", "2"), id="xdist")]
+
+
+def run_suite(servers: dict[str, str], runner: tuple[str, ...], *, require: str = "", expect: int = 0) -> str:
+    """Run ONE_TEST in a new pytest with these server URLs and required backends; return its output."""
+    env = {**os.environ, "GRANITE_ASSETS_TEST_REQUIRE": require}
     env.update({SERVER_VARIABLES[name]: url for name, url in servers.items()})
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", ONE_TEST, "-q"],
+        [sys.executable, "-m", "pytest", ONE_TEST, "-q", *runner],
         cwd=REPOSITORY,
         env=env,
         capture_output=True,
@@ -31,11 +39,12 @@ def run_suite(servers: dict[str, str]) -> str:
         timeout=300,
         check=False,
     )
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.returncode == expect, done.stdout + done.stderr
     return done.stdout
 
 
-def test_a_refused_login_is_skipped_with_the_drivers_reason() -> None:
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_a_refused_login_is_skipped_with_the_drivers_reason(runner: tuple[str, ...]) -> None:
     """A wrong user or password is reported in the driver's words, password hidden, not as a dead server."""
     require_server("postgresql")
     require_server("mysql")
@@ -44,7 +53,8 @@ def test_a_refused_login_is_skipped_with_the_drivers_reason() -> None:
         {
             "postgresql": f"postgresql+psycopg2://nosuchuser:{password}@127.0.0.1:5432/postgres",
             "mysql": f"mysql+pymysql://root:{password}@127.0.0.1:3306/",
-        }
+        },
+        runner,
     )
     assert password not in out
     assert 'role "nosuchuser" does not exist' in out
@@ -53,12 +63,28 @@ def test_a_refused_login_is_skipped_with_the_drivers_reason() -> None:
     assert "granite-assets: mysql tests skipped: mysql+pymysql://root:***@127.0.0.1:3306/" in out
 
 
-def test_the_summary_names_every_backend_used() -> None:
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_the_summary_names_every_backend_used(runner: tuple[str, ...]) -> None:
     """With every server up, the run ends by naming the four backends it tested."""
     servers = {
         name: os.environ[variable] for name, variable in SERVER_VARIABLES.items() if require_server(name)
     }
-    out = run_suite(servers)
+    out = run_suite(servers, runner)
     tested = "mysql-pymysql, postgresql-psycopg, postgresql-psycopg2, sqlite-pysqlite"
     assert f"granite-assets: backends tested: {tested}\n" in out
     assert "tests skipped" not in out
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_a_required_backend_that_is_down_fails_the_run(runner: tuple[str, ...]) -> None:
+    """A server GRANITE_ASSETS_TEST_REQUIRE names that refuses the login errors its tests, never skips."""
+    require_server("mysql")
+    servers = {
+        "postgresql": "postgresql+psycopg2://nosuchuser@127.0.0.1:5432/postgres",
+        "mysql": os.environ[SERVER_VARIABLES["mysql"]],
+    }
+    out = run_suite(servers, runner, require="postgresql,mysql", expect=1)
+    assert "(and GRANITE_ASSETS_TEST_REQUIRE requires it)" in out
+    assert out.splitlines()[-1].startswith("2 passed, 2 errors in ")
+    assert "granite-assets: backends tested: mysql-pymysql, sqlite-pysqlite\n" in out
+    assert "granite-assets: postgresql tests skipped: postgresql+psycopg2://nosuchuser@" in out

@@ -14,7 +14,7 @@ from granite_assets import migrations
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.docs]
 
 
 def sphinx(builder: str, out: Path) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,7 @@ import pytest
 from check_docs_layout import check_site
 from conftest import require_chromium
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.docs]
 
 STYLE = "body { font-family: sans-serif; max-width: 40em; } pre { overflow: auto; }"
 PAGE = """<!doctype html>

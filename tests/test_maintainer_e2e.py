@@ -251,6 +251,7 @@ def test_migrate_create_writes_a_sortable_revision_and_regenerates_the_manifest(
         assert expected in source
 
 
+@pytest.mark.lint
 def test_generated_revision_passes_ruff_and_mypy_unedited(generated: Generated) -> None:
     """The revision as written passes ruff (lint and format) and mypy strict with the project's config."""
     path = generated.revision_file
@@ -378,6 +379,7 @@ def _connect(database: Database) -> Iterator[Connection]:
         engine.dispose()
 
 
+@pytest.mark.packaging
 def test_new_revision_ships_in_the_built_wheel(generated: Generated, tmp_path: Path) -> None:
     """A wheel built from the copy holds the new revision and a revisions.json that lists it."""
     _, wheel = build(generated.project, tmp_path / "dist")
@@ -478,6 +480,7 @@ def test_migrate_check_fails_on_a_manifest_in_the_wrong_order(project: Path) -> 
     assert "the manifest lists the revisions in the wrong order" in result.stderr
 
 
+@pytest.mark.packaging
 @pytest.mark.parametrize(
     "excluded",
     ["src/granite_assets/alembic/versions/0001_*.py", "src/granite_assets/alembic/env.py"],

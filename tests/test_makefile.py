@@ -14,7 +14,7 @@ from support import new_password, url_with_password, version_rows
 
 from granite_assets._cli import URL_VARIABLE
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.makefile]
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 # Stands in for make's shell: records each command line make hands to a shell, then runs it. Those

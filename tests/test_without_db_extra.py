@@ -30,13 +30,14 @@ print(json.dumps(report))
 
 
 @pytest.mark.slow
-def test_missing_db_extra_gives_an_install_hint(tmp_path: Path) -> None:
+@pytest.mark.packaging
+def test_missing_db_extra_gives_an_install_hint(tmp_path: Path, built_wheel: Path) -> None:
     """Without alembic and SQLAlchemy the package imports, and each database call says how to install them."""
     venv = tmp_path / "venv"
     uv = [sys.executable, "-m", "uv"]
     subprocess.run([*uv, "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
     python = venv / "bin" / "python"
-    subprocess.run([*uv, "pip", "install", "--quiet", "--python", str(python), str(REPOSITORY)], check=True)
+    subprocess.run([*uv, "pip", "install", "--quiet", "--python", str(python), str(built_wheel)], check=True)
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
     out = subprocess.run(
