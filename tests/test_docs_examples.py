@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 from check_wheel import find_uv
-from conftest import ASYNC_DRIVERS, BACKENDS, Database, add_revision, backend_params, fresh_database
+from conftest import ASYNC_DRIVERS, BACKENDS, Backend, Database, add_revision, backend_params, fresh_database
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.pool import NullPool
 from test_docs import DOCS, sphinx
@@ -36,7 +36,18 @@ from test_maintainer_e2e import copy_project
 import granite_assets
 from granite_assets.migrations import current_revision, head_revision
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.docs]
+# One driver per database: the pages' examples differ by database, not by driver (psycopg 3 is
+# the PostgreSQL driver the pages show).
+ONE_PER_DATABASE = [b for b in BACKENDS if b.driver in {"pysqlite", "psycopg", "pymysql"}]
+
+
+@pytest.fixture(params=backend_params(ONE_PER_DATABASE))
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """SQLite, PostgreSQL and MariaDB, each through the driver the pages show."""
+    value: Backend = request.param
+    return value
+
 
 ASSET_TABLE = "granite_assets_asset"
 #: The copy button's settings, from docs/conf.py.
@@ -423,6 +434,7 @@ MIGRATE = (
 )
 
 
+@pytest.mark.packaging
 def test_install_commands_install_a_granite_assets_that_migrates(
     pages: dict[str, list[Block]], tmp_path: Path
 ) -> None:
