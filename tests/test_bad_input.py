@@ -625,3 +625,34 @@ def test_each_installed_drivers_hint_is_a_package_that_provides_it() -> None:
         top = module.split(".")[0]
         if top in provided:
             assert package.split("[")[0].lower() in {d.lower() for d in provided[top]}, driver
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        URL.create("sqlite+aiosqlite", database="/srv/a?b#c.db"),
+        URL.create("sqlite+aiosqlite", database="/srv/app%3Fv2 x.db"),
+        URL.create("postgresql+asyncpg", username="app", host="db", database="db/with?odd#chars"),
+        URL.create("mysql+aiomysql", username="app", host="db", database="d b%20x"),
+        URL.create("sqlite+aiosqlite", database="file:/srv/app.db?mode=rw", query={"uri": "true"}),
+    ],
+)
+def test_a_url_shown_in_a_message_names_the_same_database_again(url: URL) -> None:
+    """The URL a message shows (and the sync URL it advises) parses back to the database it names."""
+    assert make_url(_urls.display_url(url)).database == url.database
+    with pytest.raises(AsyncDriverURLError) as caught:
+        migrations.current_revision(url)
+    assert make_url(caught.value.sync_url).database == url.database
+
+
+def test_an_in_memory_url_is_shown_as_typed() -> None:
+    """A colon in the database part is shown as itself, not percent-encoded."""
+    assert _urls.display_url(make_url("sqlite:///:memory:")) == "sqlite:///:memory:"
+
+
+def test_a_message_quoted_inside_another_keeps_its_own_punctuation() -> None:
+    """A driver's words quoted in parentheses are folded onto one line, with no full stop added inside."""
+    error = _urls.refused_options(
+        make_url("postgresql+psycopg2://app@db/app"), ValueError('bad "x"\n  option')
+    )
+    assert '(ValueError: bad "x" option).' in str(error)

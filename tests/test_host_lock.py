@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BACKENDS, Database, backend_params, fresh_database, require_server
+from conftest import BACKENDS, Backend, Database, backend_params, fresh_database, require_server
 from sqlalchemy import create_engine, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool, StaticPool
@@ -630,3 +630,89 @@ def test_mysql_url_naming_no_database_is_refused() -> None:
                 pytest.fail("the block ran")
     finally:
         engine.dispose()
+
+
+def creator_engine(url: str) -> Any:
+    """An engine built with a creator: its URL names neither the server nor the database."""
+    real = create_engine(url, poolclass=NullPool)
+    args, kwargs = real.dialect.create_connect_args(real.url)
+    dbapi = real.dialect.loaded_dbapi
+    backend = real.url.get_backend_name()
+    return create_engine(
+        f"{backend}+{real.url.get_driver_name()}://", creator=lambda: dbapi.connect(*args, **kwargs)
+    )
+
+
+@pytest.mark.parametrize("backend", backend_params(SERVER_BACKENDS), indirect=True)
+def test_engines_with_a_creator_on_two_databases_are_two_locks(database: Database, tmp_path: Path) -> None:
+    """A nested block on another database through a creator engine takes that database's lock."""
+    (tmp_path / "other").mkdir()
+    with fresh_database(database.backend, tmp_path / "other") as second:
+        engines = [
+            creator_engine(url) for url in (database.url_string, second.url_string, database.url_string)
+        ]
+        first, other, again = engines
+        try:
+            with migration_lock(first, name="myapp"), migration_lock(other, name="myapp", timeout=0):
+                assert not can_take(second.url_string, "myapp")
+            with migration_lock(first, name="myapp"), migration_lock(again, name="myapp", timeout=0):
+                assert not can_take(database.url_string, "myapp")  # the same database: nested, no wait
+        finally:
+            for engine in engines:
+                engine.dispose()
+
+
+# Nested blocks on an engine whose one connection both use (StaticPool): a child forked after the
+# inner block ends, still inside the outer one, must leave the parent's session alone too.
+FORKS_AFTER_A_NESTED_BLOCK = """
+import os, sys
+from sqlalchemy import create_engine
+from sqlalchemy.pool import StaticPool
+from granite_assets.migrations import migration_lock
+engine = create_engine(sys.argv[1], poolclass=StaticPool)
+with migration_lock(engine, name="myapp"):
+    with migration_lock(engine, name="other"):
+        pass
+    child = os.fork()
+    if child == 0:
+        sys.exit(0)
+    os.waitpid(child, 0)
+    print("child gone", flush=True)
+    sys.stdin.read()
+print("left", flush=True)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", backend_params(SERVER_BACKENDS), indirect=True)
+def test_a_child_forked_after_a_nested_block_on_one_connection_keeps_the_lock(database: Database) -> None:
+    """The connection stays the process's own until the outermost block that uses it ends."""
+    assert_the_parent_keeps_its_lock(database.url_string, FORKS_AFTER_A_NESTED_BLOCK)
+
+
+@pytest.mark.slow
+@pytest.mark.postgresql
+def test_a_pg8000_child_that_leaves_the_block_keeps_its_parents_lock(tmp_path: Path) -> None:
+    """pg8000's socket is found too: its child leaving the block releases nothing of the parent's."""
+    with fresh_database(Backend("postgresql", "pg8000"), tmp_path) as database:
+        assert_the_parent_keeps_its_lock(database.url_string, CHILD_LEAVES_THE_BLOCK)
+
+
+def assert_the_parent_keeps_its_lock(url: str, script: str) -> None:
+    """Run ``script``, which forks inside migration_lock(url, "myapp"); the lock stays the parent's."""
+    with subprocess.Popen(
+        [sys.executable, "-c", script, url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as parent:
+        assert parent.stdout is not None
+        assert parent.stdout.readline().strip() == "child gone"
+        try:
+            assert not can_take(url, "myapp"), "the child released its parent's lock"
+        finally:
+            out, err = parent.communicate("", timeout=60)
+    assert parent.returncode == 0, err
+    assert out.strip() == "left"
+    assert can_take(url, "myapp")

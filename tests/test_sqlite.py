@@ -96,6 +96,31 @@ def test_revision_that_breaks_a_foreign_key_commits_nothing(
     assert version_rows(database) == ["0002"]
 
 
+def test_a_key_naming_our_table_in_capitals_is_checked_too(
+    database: Database, environment_copy: Path
+) -> None:
+    """SQLite's names ignore case: a host key to GRANITE_ASSETS_ASSET that a revision breaks stops it."""
+    add_revision(environment_copy, "0002", "0001", ASSET_TABLE, message="asset table")
+    _runner.upgrade(environment_copy, database.url_string, 30)
+    database.execute(
+        "CREATE TABLE host_orders (id INTEGER PRIMARY KEY, "
+        "asset_id INTEGER REFERENCES GRANITE_ASSETS_ASSET (id))",
+        "INSERT INTO granite_assets_asset (id, name) VALUES (1, 'logo')",
+        "INSERT INTO host_orders (id, asset_id) VALUES (1, 1)",
+    )
+    add_revision(
+        environment_copy, "0003", "0002", 'op.execute("DELETE FROM granite_assets_asset")', message="purge"
+    )
+    engine = engine_with_foreign_keys(database)
+    try:
+        with pytest.raises(MigrationFailedError, match="1 row"):
+            _runner.upgrade(environment_copy, engine, 30)
+    finally:
+        engine.dispose()
+    assert version_rows(database) == ["0002"]
+    assert database.scalar_rows("SELECT count(*) FROM granite_assets_asset") == [1]
+
+
 def test_violations_that_were_there_before_do_not_block_the_upgrade(
     database: Database, environment_copy: Path
 ) -> None:

@@ -133,7 +133,8 @@ def _read(connection: Connection) -> dict[str, Row[Any]] | None:
                 return None
             return {row.revision: row for row in connection.execute(select(_table))}
     except DBAPIError as exc:
-        reason = one_line(str(exc.orig)) or type(exc.orig).__name__
+        lines = str(exc.orig).strip().splitlines()
+        reason = one_line(lines[0], sentences=False) if lines else type(exc.orig).__name__
         logger.warning(
             "Could not read %s (%s), so the revisions newer than this release are treated as not "
             "backward compatible. Grant this database user SELECT on %s.",

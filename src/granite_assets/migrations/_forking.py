@@ -11,14 +11,17 @@ close it without a word reaching the server, and the parent's session goes on as
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection
 
-# The driver connections in use by this process, by id; emptied in a forked child.
-_in_use: dict[int, Any] = {}
+# The driver connections in use by this process, by id, with how many blocks use each (nested
+# blocks on an engine with one shared connection use it twice); emptied in a forked child.
+_in_use: dict[int, tuple[Any, int]] = {}
+_registry = threading.Lock()
 
 
 @contextmanager
@@ -26,30 +29,44 @@ def in_use(connection: Connection) -> Iterator[None]:
     """Mark ``connection`` as this process's own for the block: a child forked meanwhile disowns it."""
     raw = connection.connection.dbapi_connection
     key = id(raw)
-    _in_use[key] = raw
+    with _registry:
+        _in_use[key] = (raw, _in_use.get(key, (raw, 0))[1] + 1)
     try:
         yield
     finally:
-        _in_use.pop(key, None)
+        with _registry:
+            _, count = _in_use.get(key, (raw, 1))
+            if count > 1:
+                _in_use[key] = (raw, count - 1)
+            else:
+                _in_use.pop(key, None)
 
 
 def _socket_of(raw: Any) -> int | None:
-    """The file descriptor of a driver connection's socket: psycopg 2 and 3, PyMySQL, pg8000."""
-    for candidate in (raw, getattr(raw, "_sock", None), getattr(raw, "_usock", None)):
+    """The file descriptor of a driver connection's socket: psycopg 2 and 3, PyMySQL, pg8000.
+
+    pg8000's ``_sock`` is a buffered file over its socket, ``_usock``, with no descriptor of its
+    own: each candidate that cannot tell is passed over.
+    """
+    for candidate in (raw, getattr(raw, "_usock", None), getattr(raw, "_sock", None)):
         fileno = getattr(candidate, "fileno", None)
-        if callable(fileno):
-            try:
-                fd = fileno()
-            except (OSError, ValueError):  # already closed
-                return None
-            return fd if isinstance(fd, int) and fd >= 0 else None
+        if not callable(fileno):
+            continue
+        try:
+            fd = fileno()
+        except (OSError, ValueError):  # closed, or a wrapper without a descriptor
+            continue
+        if isinstance(fd, int) and fd >= 0:
+            return fd
     return None
 
 
 def _disown_all() -> None:
     """In a forked child: point every inherited session's socket at /dev/null."""
-    connections = list(_in_use.values())
+    connections = [raw for raw, _ in _in_use.values()]
     _in_use.clear()
+    global _registry  # noqa: PLW0603 - another thread may have held it at the fork
+    _registry = threading.Lock()
     for raw in connections:
         fd = _socket_of(raw)
         if fd is None:

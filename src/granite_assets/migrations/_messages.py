@@ -34,12 +34,15 @@ def lock_timeout_name() -> str:
     return advice("lock_timeout", "--lock-timeout")
 
 
-def one_line(text: str) -> str:
+def one_line(text: str, *, sentences: bool = True) -> str:
     """Fold a message (a driver's, say) onto one line that ends like a sentence, each of its parts too.
 
     A line that starts in lower case continues the one before it (libpq wraps its sentences);
     PostgreSQL's caret line, which points into the statement above it, means nothing on one line.
+    Without ``sentences``, the lines are only joined, for a message quoted inside another one.
     """
+    if not sentences:
+        return " ".join(text.split())
     parts: list[str] = []
     for raw in text.splitlines():
         line = " ".join(raw.split())

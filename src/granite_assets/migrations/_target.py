@@ -108,9 +108,8 @@ def create_owned_engine(
     except ImportError as exc:
         raise missing_driver(url, exc) from None
     except ArgumentError as exc:  # the dialect refuses the URL: a SQLite URL with a host, say
-        raise InvalidURLError(
-            f"The database URL {display_url(url)} cannot be used: {one_line(scrub(str(exc), url))}"
-        ) from None
+        reason = one_line(scrub(str(exc), url), sentences=False)
+        raise InvalidURLError(f"The database URL {display_url(url)} cannot be used: {reason}") from None
     except (TypeError, ValueError) as exc:  # the dialect cannot convert a query parameter
         raise refused_options(url, exc) from None
 

@@ -75,17 +75,21 @@ def secrets_of(url: URL) -> list[str]:
 def display_url(url: URL) -> str:
     """Render ``url`` for messages and logs, with its password and secret query values hidden.
 
-    The database part is shown as given: rendering would percent-encode it (``%3Amemory%3A``).
+    A colon in the database part is shown as itself (``sqlite:///:memory:``, not ``%3Amemory%3A``);
+    everything else stays quoted, so that the URL shown names the same database when used again.
     """
     # A placeholder that URL quoting leaves alone stands in for each secret until the end.
     query = {k: (_PLACEHOLDER if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in url.query.items()}
-    shown = url.set(query=query, database=_DATABASE_PLACEHOLDER if url.database else None)
-    rendered = shown.render_as_string(hide_password=True).replace(_PLACEHOLDER, _HIDDEN)
-    return rendered.replace(_DATABASE_PLACEHOLDER, url.database or "", 1)
+    rendered = url.set(query=query).render_as_string(hide_password=True).replace(_PLACEHOLDER, _HIDDEN)
+    if not url.database:
+        return rendered
+    start = rendered.index("/", rendered.index("://") + 3) + 1
+    end = rendered.find("?", start)
+    end = len(rendered) if end < 0 else end
+    return rendered[:start] + rendered[start:end].replace("%3A", ":") + rendered[end:]
 
 
 _PLACEHOLDER = "granite-assets-hidden-value"
-_DATABASE_PLACEHOLDER = "granite-assets-database"
 
 
 # Secrets are hidden where they stand: in a URL's user part, after a key such as password=, and
@@ -216,7 +220,7 @@ def require_sync(url: URL) -> None:
 
 def refused_options(url: URL, exc: BaseException | None) -> InvalidURLError:
     """The error for a URL whose options the dialect or the driver's connect() chokes on."""
-    reason = one_line(scrub(str(exc), url))
+    reason = one_line(scrub(str(exc), url), sentences=False)
     return InvalidURLError(
         f"The {url.get_driver_name()} driver refused the options of {display_url(url)} "
         f"({type(exc).__name__}: {reason}). Check the URL's query parameters, and any connect_args "

@@ -255,7 +255,7 @@ class Backend:
     def no_database_named(self, where: str) -> InvalidURLError:
         """The error for a URL (or session) that names no database, where the server needs one."""
         return InvalidURLError(
-            f"{where} names no database, so {self.title} has none to keep granite-assets' tables in. "
+            f"{where} names no database, so granite-assets has none to keep its tables in on that server. "
             "Add the database's name to the URL (mysql+pymysql://user@host/name)."
         )
 
@@ -362,8 +362,20 @@ class Backend:
     # -- The host's lock (migration_lock()) ----------------------------------------------------
 
     def host_lock_url(self, db: DatabaseView, connect: Connect) -> URL:
-        """The URL that names ``db`` for the host's lock (SQLite: by its file)."""
-        return db.url
+        """The URL that names ``db`` for the host's lock: two engines on one database share it.
+
+        An engine built with a ``creator`` has a URL that names no server or database
+        (``postgresql://``); the session says which it is connected to.
+        """
+        if db.url.database:
+            return db.url
+        with connect(db) as connection:
+            host, port, database = self.session_address(connection)
+        return db.url.set(host=host or db.url.host, port=port or db.url.port, database=database)
+
+    def session_address(self, connection: Connection) -> tuple[str | None, int | None, str | None]:
+        """The server (host, port) and database a session is connected to, as far as it says."""
+        return None, None, None
 
     def host_lock_key(self, db: DatabaseView, name: str) -> tuple[str, ...]:
         """What identifies the host's lock ``name`` in this process, whichever URL names the database."""
@@ -413,5 +425,5 @@ def _release(lock: ServerLock, connection: Connection, db: DatabaseView) -> None
             "Could not release %s on %s (%s); its connection was closed, which releases it.",
             lock.title,
             db.where,
-            db.scrub(one_line(str(exc.orig))),
+            db.scrub(one_line(str(exc.orig), sentences=False)),
         )

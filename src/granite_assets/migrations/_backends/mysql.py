@@ -142,6 +142,11 @@ class MySQLBackend(Backend):
         with migrating_under(lock, connection, db, timeout):
             yield
 
+    def session_address(self, connection: Connection) -> tuple[str | None, int | None, str | None]:
+        """The server's ``@@hostname`` and ``@@port``, and ``DATABASE()``."""
+        host, port, database = connection.exec_driver_sql("SELECT @@hostname, @@port, DATABASE()").one()
+        return host, port, database
+
     def refuse_callers_transaction(self, connection: Connection, db: DatabaseView) -> None:
         """Refuse every caller's transaction: DDL would commit it, and end the lock before its commit."""
         raise UnsupportedConnectionError(

@@ -151,6 +151,13 @@ class PostgreSQLBackend(Backend):
         """An advisory lock, which belongs to the connection's database already."""
         return AdvisoryLock(transactional, name)
 
+    def session_address(self, connection: Connection) -> tuple[str | None, int | None, str | None]:
+        """``inet_server_addr()`` (none over a Unix socket), its port, and ``current_database()``."""
+        host, port, database = connection.exec_driver_sql(
+            "SELECT host(inet_server_addr()), inet_server_port(), current_database()"
+        ).one()
+        return host, port, database
+
     def sees_a_snapshot(self, connection: Connection) -> bool:
         """REPEATABLE READ and SERIALIZABLE transactions see the database as it was when they began."""
         return connection.get_isolation_level() in _SNAPSHOT_LEVELS

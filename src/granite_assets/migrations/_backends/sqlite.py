@@ -234,7 +234,8 @@ def _tables_keyed_to_ours(connection: Connection) -> list[str]:
         parents = {
             str(row[2]) for row in connection.exec_driver_sql(f"PRAGMA foreign_key_list({_quoted(name)})")
         }
-        if any(table.startswith(TABLE_PREFIX) for table in (name, *parents)):
+        # SQLite's table names ignore case: REFERENCES GRANITE_ASSETS_ASSET is a key to ours too.
+        if any(table.lower().startswith(TABLE_PREFIX) for table in (name, *parents)):
             keyed.append(name)
     return keyed
 
