@@ -241,24 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sdist, wheel = build(ROOT, scratch / "dist")
         print(f"Built {sdist.name} and {wheel.name}")
-        with zipfile.ZipFile(wheel) as archive:
-            report = check_wheel_files(environment_files(ENVIRONMENT), archive.namelist())
-        for name in report.missing:
-            print(f"missing from {wheel.name}: {name}", file=sys.stderr)
-        for name in report.stray:
-            print(f"stray in {wheel.name}: {name}", file=sys.stderr)
-        if not report.ok:
-            return 1
-        print(f"{wheel.name} holds every file of src/{PACKAGE}/alembic/ and nothing stray")
-        problems = wheel_manifest_problems(wheel, scratch)
-        for problem in problems:
-            print(f"revisions.json in {wheel.name}: {problem}", file=sys.stderr)
-        if problems:
-            return 1
-        print(f"revisions.json in {wheel.name} matches its versions/")
-        install_and_migrate(wheel, scratch)
-        for kept in keep_checked([sdist, wheel], ROOT / "dist"):
-            print(f"Checked and kept: {kept}")
+        return check_built(sdist, wheel, scratch)
     except subprocess.CalledProcessError as exc:
         print(f"check-wheel failed: {exc}", file=sys.stderr)
         return 1
@@ -267,6 +250,28 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Kept {scratch}")
         else:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def check_built(sdist: Path, wheel: Path, scratch: Path) -> int:
+    """Check a built wheel's files and manifest, install it and migrate; keep both files if it passes."""
+    with zipfile.ZipFile(wheel) as archive:
+        report = check_wheel_files(environment_files(ENVIRONMENT), archive.namelist())
+    for name in report.missing:
+        print(f"missing from {wheel.name}: {name}", file=sys.stderr)
+    for name in report.stray:
+        print(f"stray in {wheel.name}: {name}", file=sys.stderr)
+    if not report.ok:
+        return 1
+    print(f"{wheel.name} holds every file of src/{PACKAGE}/alembic/ and nothing stray")
+    problems = wheel_manifest_problems(wheel, scratch)
+    for problem in problems:
+        print(f"revisions.json in {wheel.name}: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    print(f"revisions.json in {wheel.name} matches its versions/")
+    install_and_migrate(wheel, scratch)
+    for kept in keep_checked([sdist, wheel], ROOT / "dist"):
+        print(f"Checked and kept: {kept}")
     print("check-wheel passed")
     return 0
 

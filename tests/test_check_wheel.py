@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import pytest
-from check_wheel import check_wheel_files, environment_files, is_stray, keep_checked
+from check_wheel import ENVIRONMENT, check_built, check_wheel_files, environment_files, is_stray, keep_checked
 
 pytestmark = pytest.mark.packaging
 
@@ -152,3 +153,21 @@ def test_test_modules_outside_versions_are_stray() -> None:
     assert is_stray("granite_assets/models_test.py")
     assert is_stray("granite_assets/alembic/conftest.py")
     assert is_stray("granite_assets/alembic/versions/tests/test_0001.py")
+
+
+@pytest.mark.parametrize("lacking", ["script.py.mako", "alembic.ini"])
+def test_a_built_wheel_lacking_a_required_file_fails_the_check(
+    lacking: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """make check-wheel exits 1 on a wheel without script.py.mako or alembic.ini, and names it."""
+    wheel = tmp_path / "granite_assets-0.2.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name in environment_files(ENVIRONMENT):
+            if name != lacking:
+                archive.write(ENVIRONMENT / name, ENV + name)
+        archive.writestr("granite_assets/__init__.py", "")
+    sdist = tmp_path / "granite_assets-0.2.0.tar.gz"
+    sdist.write_bytes(b"")
+
+    assert check_built(sdist, wheel, tmp_path) == 1
+    assert f"missing from {wheel.name}: {ENV}{lacking}" in capsys.readouterr().err
