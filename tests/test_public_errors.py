@@ -28,6 +28,9 @@ SAMPLES = [
     migrations.DatabaseBehindError("behind", current="0001", pending=["0002", "0003"]),
     migrations.MigrationLockTimeoutError("held"),
     migrations.MigrationFailedError("failed in 0002", revision="0002"),
+    migrations.DDLLockTimeoutError(
+        "0003 waited", revision="0003", blockers=["pid 42 (idle)"], attempts=6, applied=["ALTER TABLE"]
+    ),
     migrations.UnknownRevisionError("no such revision"),
     migrations.UnsupportedConnectionError("pass the engine"),
 ]
