@@ -512,9 +512,22 @@ def installer(cwd: Path, script: str, uv: str, venv: Path | None = None) -> subp
 #: A SQLite database an example names, which a server backend replaces with a database of its own.
 EXAMPLE_DATABASE = re.compile(r'"sqlite(\+aiosqlite)?:///\w+\.db"')
 #: The migrations page's Python blocks not run here, with the reason.
-NOT_RUN = {
-    "from contextlib import asynccontextmanager": "the FastAPI lifespan: FastAPI is not a test dependency",
-}
+NOT_RUN: dict[str, str] = {}
+#: The FastAPI lifespan block, its server's URL, and what starts and stops the app it defines.
+LIFESPAN = "from contextlib import asynccontextmanager"
+LIFESPAN_URL = '"postgresql+asyncpg://app@db.internal/app"'
+LIFESPAN_RUN = """
+
+import asyncio
+
+
+async def start_and_stop() -> None:
+    async with app.router.lifespan_context(app):
+        print("started")
+
+
+asyncio.run(start_and_stop())
+"""
 #: The migrations page's Python blocks that name a SQLite URL only to convert it: run as they stand.
 NO_DATABASE = {"from granite_assets.migrations import to_sync_url"}
 
@@ -538,7 +551,12 @@ def test_migrations_page_examples_print_what_the_page_shows(
         folder.mkdir()
         with ExitStack() as stack:
             script = block.text
-            if database.backend.name != "sqlite" and block.key not in NO_DATABASE:
+            if block.key == LIFESPAN:  # the app's database, through the backend's async driver
+                async_url = database.with_driver(ASYNC_DRIVERS[database.backend.name])
+                script = script.replace(LIFESPAN_URL, repr(async_url.render_as_string(hide_password=False)))
+                script += LIFESPAN_RUN
+                shown = "started"
+            elif database.backend.name != "sqlite" and block.key not in NO_DATABASE:
                 for literal in sorted({m.group(0) for m in EXAMPLE_DATABASE.finditer(block.text)}):
                     db = stack.enter_context(fresh_database(database.backend, folder))
                     url = (
@@ -555,6 +573,8 @@ def test_migrations_page_examples_print_what_the_page_shows(
             continue
         assert result.returncode == 0, f"{script}\n{result.stderr}"
         assert result.stdout.strip() == shown.strip(), script
+        if block.key == LIFESPAN:
+            assert current_revision(database.url) == head_revision()
     assert ran == len([b for b in blocks if b.language == "python"]) - len(NOT_RUN)
 
 
