@@ -638,11 +638,15 @@ def test_each_installed_drivers_hint_is_a_package_that_provides_it() -> None:
     ],
 )
 def test_a_url_shown_in_a_message_names_the_same_database_again(url: URL) -> None:
-    """The URL a message shows (and the sync URL it advises) parses back to the database it names."""
-    assert make_url(_urls.display_url(url)).database == url.database
+    """The URL a message shows (and the sync URL it advises) names the database SQLAlchemy's own URL does.
+
+    SQLAlchemy 2.1 quotes such names when it renders a URL; 2.0 cannot put them in a URL at all.
+    """
+    named = make_url(url.render_as_string(hide_password=False)).database
+    assert make_url(_urls.display_url(url)).database == named
     with pytest.raises(AsyncDriverURLError) as caught:
         migrations.current_revision(url)
-    assert make_url(caught.value.sync_url).database == url.database
+    assert make_url(caught.value.sync_url).database == named
 
 
 def test_an_in_memory_url_is_shown_as_typed() -> None:
