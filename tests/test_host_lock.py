@@ -571,23 +571,7 @@ print("left", flush=True)
 @pytest.mark.slow
 def test_a_child_that_leaves_the_block_keeps_its_parents_lock(database: Database) -> None:
     """A child forked in the block that leaves it normally releases nothing: the parent keeps the lock."""
-    url = database.url_string
-    with subprocess.Popen(
-        [sys.executable, "-c", CHILD_LEAVES_THE_BLOCK, url],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as parent:
-        assert parent.stdout is not None
-        assert parent.stdout.readline().strip() == "child gone"
-        try:
-            assert not can_take(url, "myapp"), "the child's exit released its parent's lock"
-        finally:
-            out, err = parent.communicate("", timeout=60)
-    assert parent.returncode == 0, err
-    assert out.strip() == "left"
-    assert can_take(url, "myapp")
+    assert_the_parent_keeps_its_lock(database.url_string, CHILD_LEAVES_THE_BLOCK)
 
 
 def test_a_nested_block_on_another_database_takes_its_own_lock(database: Database, tmp_path: Path) -> None:
