@@ -26,7 +26,6 @@ from sqlalchemy.exc import DBAPIError
 from granite_assets.migrations._database import Database
 from granite_assets.migrations._errors import (
     DDLLockTimeoutError,
-    MigrationFailedError,
     MigrationLockTimeoutError,
     UnsupportedConnectionError,
 )
@@ -439,23 +438,6 @@ def _blockers(db: Database, connection: Connection) -> tuple[str, ...]:
     except Exception:  # noqa: BLE001 - naming the blockers is a courtesy; the timeout is the error
         logger.debug("Could not list the sessions holding locks on %s.", db.where, exc_info=True)
         return ()
-
-
-def failure(
-    db: Database,
-    connection: Connection,
-    the_plan: Plan,
-    exc: Exception,
-    *,
-    before: str | None,
-    done: int,
-    per_revision: bool,
-) -> MigrationFailedError:
-    """The error for a failed run, naming the revision that failed and the one the database is at."""
-    failed, left = aftermath(
-        db, connection, the_plan, exc, before=before, done=done, per_revision=per_revision
-    )
-    return revision_failed(db, failed, exc, left)
 
 
 def aftermath(
