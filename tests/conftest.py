@@ -17,7 +17,8 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -198,21 +199,83 @@ class Database:
 def fresh_database(backend: Backend, directory: Path) -> Iterator[Database]:
     """Create an empty database for ``backend`` with a random name; drop it afterwards.
 
-    SQLite databases are files in ``directory``.
+    SQLite databases are files in ``directory``; PostgreSQL's are made ahead and dropped behind
+    the test, on a thread of their own (see :class:`DatabasesAhead`).
     """
-    name = f"ga_test_{uuid.uuid4().hex[:12]}"
     if backend.name == "sqlite":
         _tested.add(backend.id)
-        yield Database(backend, URL.create("sqlite+pysqlite", database=str(directory / f"{name}.db")))
+        name = f"{new_database_name()}.db"
+        yield Database(backend, URL.create("sqlite+pysqlite", database=str(directory / name)))
         return
     admin = require_server(backend.name)
-    _admin_execute(admin, f"CREATE DATABASE {name}")
+    ahead = backend.name == "postgresql"
+    name = _databases_ahead.take(admin) if ahead else create_database(admin)
     _tested.add(backend.id)
     try:
         yield Database(backend, admin.set(drivername=f"{backend.name}+{backend.driver}", database=name))
     finally:
-        force = " WITH (FORCE)" if backend.name == "postgresql" else ""
-        _admin_execute(admin, f"DROP DATABASE IF EXISTS {name}{force}")
+        if ahead:
+            _databases_ahead.drop(admin, name)
+        else:
+            drop_database(admin, name)
+
+
+def new_database_name() -> str:
+    """A name no other test's database has."""
+    return f"ga_test_{uuid.uuid4().hex[:12]}"
+
+
+def create_database(admin: URL) -> str:
+    """Create an empty database with a new name on the server of ``admin``; return its name."""
+    name = new_database_name()
+    _admin_execute(admin, f"CREATE DATABASE {name}")
+    return name
+
+
+def drop_database(admin: URL, name: str) -> None:
+    """Drop the database ``name``, ending its sessions on PostgreSQL (a test's leftovers are not its own)."""
+    force = " WITH (FORCE)" if admin.get_backend_name() == "postgresql" else ""
+    _admin_execute(admin, f"DROP DATABASE IF EXISTS {name}{force}")
+
+
+class DatabasesAhead:
+    """Databases created one test ahead and dropped behind the tests, on one thread beside them.
+
+    PostgreSQL's ``CREATE DATABASE`` copies a template and syncs it to disk, about half a second
+    on the test machines, and ``DROP DATABASE`` syncs too: done in line, that was the slowest
+    part of most PostgreSQL tests. Done on a thread, it overlaps with the test before. Each
+    database is still new for the test that takes it: created empty, named at random, for one
+    test alone.
+    """
+
+    def __init__(self) -> None:
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-databases")
+        self._ready: dict[URL, Future[str]] = {}
+        self._drops: list[Future[None]] = []
+
+    def take(self, admin: URL) -> str:
+        """A new empty database on the server of ``admin``; the next one starts being created."""
+        ready = self._ready.pop(admin, None) or self._thread.submit(create_database, admin)
+        name = ready.result()
+        self._ready[admin] = self._thread.submit(create_database, admin)
+        return name
+
+    def drop(self, admin: URL, name: str) -> None:
+        """Drop ``name`` once the thread gets to it; :meth:`close` reports a drop that failed."""
+        self._drops = [d for d in self._drops if not d.done() or d.exception() is not None]
+        self._drops.append(self._thread.submit(drop_database, admin, name))
+
+    def close(self) -> None:
+        """Drop the databases made ahead, wait for every drop, and raise the first that failed."""
+        for admin, ready in self._ready.items():
+            self.drop(admin, ready.result())
+        self._ready.clear()
+        self._thread.shutdown(wait=True)
+        for dropped in self._drops:
+            dropped.result()
+
+
+_databases_ahead = DatabasesAhead()
 
 
 def _admin_execute(url: URL, statement: str) -> None:
@@ -291,30 +354,62 @@ def downgrade() -> None:
     return path
 
 
-@pytest.fixture(scope="session")
-def built_wheel(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The project's wheel, built from its sdist as ``make check-wheel`` builds it, once per run.
+def once_per_run(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    make: Callable[[Path], object],
+) -> Path:
+    """The folder ``name``, made by ``make(folder)`` once per run and shared by every worker.
 
-    Under pytest-xdist every worker gets the same file: the first to get here builds it into the
-    run's shared temporary folder (the parent of the workers' own), under a file lock that the
-    others wait on, as pytest-xdist's documentation recommends for session fixtures.
+    Under pytest-xdist the first worker to get here makes it in the run's shared temporary folder
+    (the parent of the workers' own), under a file lock that the others wait on, as
+    pytest-xdist's documentation recommends for session fixtures. It appears whole or not at
+    all: a worker that failed half-way leaves nothing for the next to take as made.
     """
-    from check_wheel import ROOT, build
-
     shared = tmp_path_factory.getbasetemp()
     if hasattr(request.config, "workerinput"):
         shared = shared.parent
-    out = shared / "granite-assets-build"
-    with FileLock(str(shared / "granite-assets-build.lock")):
-        wheels = list(out.glob("*.whl"))
-        if not wheels:
-            scratch = shared / "granite-assets-build.partial"
+    out = shared / name
+    with FileLock(str(shared / f"{name}.lock")):
+        if not out.exists():
+            scratch = shared / f"{name}.partial"
             shutil.rmtree(scratch, ignore_errors=True)
-            build(ROOT, scratch)
-            scratch.rename(out)  # whole, or not there: a worker that failed mid-build leaves no half
-            wheels = list(out.glob("*.whl"))
-    (wheel,) = wheels
+            scratch.mkdir()
+            make(scratch)
+            scratch.rename(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def built_wheel(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's wheel, built from its sdist as ``make check-wheel`` builds it, once per run."""
+    from check_wheel import ROOT, build
+
+    (wheel,) = once_per_run(
+        request, tmp_path_factory, "granite-assets-build", lambda out: build(ROOT, out)
+    ).glob("*.whl")
     return wheel
+
+
+@pytest.fixture(scope="session")
+def docs_site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The HTML site, built as ``make docs`` builds it (warnings are errors), once per run."""
+    from test_docs import sphinx
+
+    def build(out: Path) -> None:
+        result = sphinx("html", out)
+        (out / "sphinx.log").write_text(
+            f"{result.returncode}\n{result.stdout}{result.stderr}", encoding="utf-8"
+        )
+        (out / "sphinx.stderr").write_text(result.stderr, encoding="utf-8")
+
+    out = once_per_run(request, tmp_path_factory, "granite-assets-docs", build)
+    code, log = (out / "sphinx.log").read_text(encoding="utf-8").split("\n", 1)
+    assert code == "0", log
+    stderr = (out / "sphinx.stderr").read_text(encoding="utf-8")
+    assert "WARNING" not in stderr, stderr
+    return out / "html"
 
 
 def backend_summary(tested: set[str], unavailable: dict[str, str]) -> list[str]:
@@ -331,7 +426,8 @@ WORKER_OUTPUT_KEY = "granite_assets_backends"
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """In a pytest-xdist worker, hand the backends it tested and skipped to the controller."""
+    """Drop the databases made ahead; in a pytest-xdist worker, hand its backends to the controller."""
+    _databases_ahead.close()
     workeroutput: dict[str, object] | None = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:
         workeroutput[WORKER_OUTPUT_KEY] = {"tested": sorted(_tested), "unavailable": dict(_unavailable)}
@@ -356,3 +452,39 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         return
     for line in backend_summary(_tested, _unavailable):
         terminalreporter.write_line(line, yellow="skipped" in line)
+
+
+# -- Scheduling under pytest-xdist -----------------------------------------------------------
+
+#: Modules whose tests share a module fixture too costly to build on every worker (sixteen
+#: replica processes; a project copy that runs migrate-create once per kind of change): one
+#: worker runs each. (``--dist loadgroup`` would do it, but pytest-xdist 3.8 cannot mark groups
+#: under pytest 9.)
+ONE_WORKER_MODULES = frozenset({"tests/test_host_deploy.py", "tests/test_compat_proposal.py"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the tests marked ``heavy`` first, so that a parallel run never ends waiting on one alone.
+
+    Every worker collects, and must find the same order: the sort is stable and depends on
+    nothing but the items.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook, on the controller
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """Hand tests out one at a time, in order, keeping each of :data:`ONE_WORKER_MODULES` on one worker.
+
+    Only for the default ``--dist load``; any other mode asked for is pytest-xdist's own.
+    """
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
+
+    class OneTestAtATime(LoadScopeScheduling):  # type: ignore[misc]  # pytest-xdist has no types
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in ONE_WORKER_MODULES else nodeid
+
+    return OneTestAtATime(config, log)

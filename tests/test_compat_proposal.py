@@ -312,6 +312,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Generated:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.parametrize("kind", KINDS, ids=[k.name for k in KINDS])
 def test_migrate_create_proposes_the_flag_for_each_kind_of_change(generated: Generated, kind: Kind) -> None:
     """The generated revision says the proposed flag, explains it, and migrate-create asks for review."""

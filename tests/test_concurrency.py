@@ -63,6 +63,7 @@ def recording_environment(environment_copy: Path, tmp_path: Path) -> tuple[Path,
     return environment_copy, log
 
 
+@pytest.mark.heavy
 def test_replicas_upgrading_at_once_apply_each_revision_once(
     database: Database, recording_environment: tuple[Path, Path], tmp_path: Path
 ) -> None:

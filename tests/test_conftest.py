@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SERVER_VARIABLES, require_server
+from conftest import SERVER_VARIABLES, DatabasesAhead, require_server
+from sqlalchemy import bindparam, create_engine, text
+from sqlalchemy.pool import NullPool
 from support import new_password
 
 pytestmark = pytest.mark.slow
@@ -63,6 +65,7 @@ def test_a_refused_login_is_skipped_with_the_drivers_reason(runner: tuple[str, .
     assert "granite-assets: mysql tests skipped: mysql+pymysql://root:***@127.0.0.1:3306/" in out
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("runner", RUNNERS)
 def test_the_summary_names_every_backend_used(runner: tuple[str, ...]) -> None:
     """With every server up, the run ends by naming the four backends it tested."""
@@ -88,3 +91,38 @@ def test_a_required_backend_that_is_down_fails_the_run(runner: tuple[str, ...]) 
     assert out.splitlines()[-1].startswith("2 passed, 2 errors in ")
     assert "granite-assets: backends tested: mysql-pymysql, sqlite-pysqlite\n" in out
     assert "granite-assets: postgresql tests skipped: postgresql+psycopg2://nosuchuser@" in out
+
+
+def test_databases_made_ahead_are_new_each_time_and_all_dropped() -> None:
+    """Each take is a database of its own, empty; after close, neither it nor the one made ahead is left."""
+    admin = require_server("postgresql")
+    ahead = DatabasesAhead()
+    names = [ahead.take(admin) for _ in range(2)]
+    spare = ahead._ready[admin].result()  # the database made ahead for the next test
+    assert len({*names, spare}) == 3
+    engine = create_engine(admin.set(database=names[1]), poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            assert (
+                connection.execute(
+                    text("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+                ).scalar()
+                == 0
+            )
+    finally:
+        engine.dispose()
+    for name in names:
+        ahead.drop(admin, name)
+    ahead.close()
+    engine = create_engine(admin, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            left = connection.execute(
+                text("SELECT datname FROM pg_database WHERE datname IN :names").bindparams(
+                    bindparam("names", expanding=True)
+                ),
+                {"names": [*names, spare]},
+            ).all()
+    finally:
+        engine.dispose()
+    assert left == []

@@ -41,14 +41,10 @@ def sphinx(builder: str, out: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The HTML site, built once for this module into a temporary folder."""
-    out = tmp_path_factory.mktemp("docs")
-    result = sphinx("html", out)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "WARNING" not in result.stderr, result.stderr
-    return out / "html"
+@pytest.fixture(scope="session")
+def site(docs_site: Path) -> Path:
+    """The HTML site, built without a warning (once per run: see ``docs_site`` in conftest.py)."""
+    return docs_site
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +77,7 @@ def test_every_public_name_has_an_entry(entry_ids: set[str], name: str) -> None:
     assert f"granite_assets.migrations.{name}" in entry_ids
 
 
+@pytest.mark.heavy
 def test_examples_pass_under_doctest(tmp_path: Path) -> None:
     """Every example the pages mark as a test runs, against SQLite, and prints what the page shows."""
     result = sphinx("doctest", tmp_path)

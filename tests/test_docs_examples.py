@@ -30,7 +30,7 @@ from check_wheel import find_uv
 from conftest import ASYNC_DRIVERS, BACKENDS, Backend, Database, add_revision, backend_params, fresh_database
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.pool import NullPool
-from test_docs import DOCS, sphinx
+from test_docs import DOCS
 from test_maintainer_e2e import copy_project
 
 import granite_assets
@@ -116,13 +116,10 @@ def blocks_of(page: Path) -> list[Block]:
     return found
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The HTML site, built once for this module, as ``make docs`` builds it."""
-    out = tmp_path_factory.mktemp("docs")
-    result = sphinx("html", out)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return out / "html"
+@pytest.fixture(scope="session")
+def site(docs_site: Path) -> Path:
+    """The HTML site, as ``make docs`` builds it (once per run: see ``docs_site`` in conftest.py)."""
+    return docs_site
 
 
 @pytest.fixture(scope="module")
@@ -435,6 +432,7 @@ MIGRATE = (
 
 
 @pytest.mark.packaging
+@pytest.mark.heavy
 def test_install_commands_install_a_granite_assets_that_migrates(
     pages: dict[str, list[Block]], tmp_path: Path
 ) -> None:
@@ -499,6 +497,8 @@ def installer(cwd: Path, script: str, uv: str, venv: Path | None = None) -> subp
         path.insert(0, str(venv / "bin"))
         environment["VIRTUAL_ENV"] = str(venv)
     environment.update(PATH=os.pathsep.join(path), UV_PYTHON=sys.executable)
+    # Not compiling what pip installs saves a second or two an install, and changes nothing it installs.
+    environment.update(PIP_NO_COMPILE="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
     return subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script],
         cwd=cwd,
@@ -532,6 +532,7 @@ asyncio.run(start_and_stop())
 NO_DATABASE = {"from granite_assets.migrations import to_sync_url"}
 
 
+@pytest.mark.heavy
 def test_migrations_page_examples_print_what_the_page_shows(
     pages: dict[str, list[Block]], database: Database, tmp_path: Path
 ) -> None:

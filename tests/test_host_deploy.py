@@ -28,7 +28,8 @@ ROUNDS = 3
 LOCK_TIMEOUT = 120.0
 WORKER = Path(__file__).with_name("deploy_worker.py")
 
-pytestmark = pytest.mark.slow
+# One worker runs the module (tests/conftest.py), so its sixteen replicas start once.
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 HOST_REVISION = '''"""host: a table, and one row written by the one process that ran this body"""
 

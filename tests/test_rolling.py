@@ -312,6 +312,7 @@ def test_record_stays_in_the_callers_transaction(database: Database, releases: R
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_replicas_of_two_releases_starting_at_once(
     database: Database, releases: Releases, tmp_path: Path
 ) -> None:
