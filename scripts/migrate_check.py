@@ -119,9 +119,27 @@ def upgrade_operations(module: ModuleType) -> list[Any]:
         def invoke(self, operation: Any) -> Any:
             recorded.append(operation)
 
+    class RecordingContext:
+        """The migration context, less the transaction an ``autocommit_block`` would leave."""
+
+        def __init__(self, context: MigrationContext) -> None:
+            self._context = context
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._context, name)
+
+        @contextmanager
+        def autocommit_block(self) -> Iterator[None]:
+            # Nothing runs, so no transaction is open: the operations inside (a CREATE INDEX
+            # CONCURRENTLY, say) are recorded like any other.
+            yield
+
     class Recording(Operations):
         def invoke(self, operation: Any) -> Any:
             recorded.append(operation)
+
+        def get_context(self) -> MigrationContext:
+            return cast("MigrationContext", RecordingContext(self.migration_context))
 
         @contextmanager
         def batch_alter_table(

@@ -144,6 +144,24 @@ def test_upgrade_operations_are_recorded_not_run(environment_copy: Path) -> None
     assert vars(module)["op"] is original
 
 
+CONCURRENT_INDEX = (
+    "with op.get_context().autocommit_block():\n"
+    f'    op.create_index("ix_other_note", "{OTHER}", ["note"], postgresql_concurrently=True)'
+)
+
+
+def test_an_index_built_concurrently_is_read_as_an_addition(environment_copy: Path) -> None:
+    """An index built CONCURRENTLY in an autocommit_block is recorded like any index: compatible, no warning."""
+    add_revision(environment_copy, "0002", "0001", CONCURRENT_INDEX)
+    _flag(environment_copy, "0002", True)
+
+    recorded = upgrade_operations(_module(environment_copy, "0002"))
+
+    assert [type(op).__name__ for op in recorded] == ["CreateIndexOp"]
+    assert propose(recorded).backward_compatible is True
+    assert flag_warnings(environment_copy) == []
+
+
 def test_migrate_check_warns_about_doubtful_and_missing_flags(environment_copy: Path) -> None:
     """A declaration the heuristic doubts, an unreadable upgrade() and a missing flag are warnings."""
     add_revision(environment_copy, "0002", "0001", f'op.add_column("{OTHER}", sa.Column("n", sa.Integer))')
