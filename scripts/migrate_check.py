@@ -1,13 +1,19 @@
-"""Fail when the bundled revisions and ``granite_assets.models`` disagree, or the manifest is stale.
+"""Fail when the revisions and ``granite_assets.models`` disagree, the manifest is stale, or squawk objects.
 
-Three checks, each listing what it found:
+Four checks, each listing what it found:
 
 - the revision history has exactly one head;
 - ``revisions.json`` matches the revision files (``granite_assets.migrations._history.manifest_problems``),
   each revision's ``backward_compatible`` flag included;
 - autogenerate finds nothing to do: Alembic's ``check`` command, run through the bundled
   ``alembic.ini`` without a database URL, so that ``env.py`` compares the models with a scratch
-  SQLite database brought to head (no real database is touched).
+  SQLite database brought to head (no real database is touched);
+- squawk, the PostgreSQL migration linter that the ``dev`` group pins, finds nothing in any
+  revision's SQL that the revision does not accept. Each revision's SQL is rendered offline from
+  its parent, as ``granite-assets db upgrade --sql`` would print it, less the version table's
+  bookkeeping, and squawk reads it with the settings of ``.squawk.toml``. A revision accepts a rule
+  by naming it, with a comment saying why, in a module-level ``lint_allow`` tuple: a maintainer's
+  declaration, read here only (neither the manifest nor the runtime carries it).
 
 And warnings, which do not fail it, about each revision's ``backward_compatible`` flag: a revision
 that leaves it out (it then counts as ``False``), and a revision declared compatible whose
@@ -18,6 +24,8 @@ instead of running them: the exact operations, arguments evaluated, with no data
 parsing of Python by hand.
 An ``upgrade()`` that needs a database to decide (``op.get_bind()``) cannot be read this way and
 is reported as such.
+Warnings about ``lint_allow`` too: a rule accepted that squawk no longer reports, and a rule
+accepted that no backward-compatible revision can need (``BREAKING_RULES``).
 
 Usage::
 
@@ -27,10 +35,20 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import ast
+import difflib
+import functools
 import io
+import json
+import re
+import shutil
+import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+import sysconfig
+import tokenize
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any, cast
@@ -38,6 +56,12 @@ from typing import Any, cast
 ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENT = ROOT / "src" / "granite_assets" / "alembic"
 INI = ENVIRONMENT / "alembic.ini"
+#: squawk's settings: the rules turned off for every revision, each with the reason.
+SQUAWK_CONFIG = ROOT / ".squawk.toml"
+#: Where ``make install`` puts squawk: beside this Python, in the virtual environment's scripts.
+SQUAWK_FOLDER = Path(sysconfig.get_path("scripts"))
+#: The module-level name by which a revision accepts squawk rules.
+LINT_ALLOW = "lint_allow"
 
 
 def describe_diff(diff: Any) -> str:  # noqa: PLR0911 - one return per kind of difference
@@ -197,6 +221,288 @@ def flag_warnings(directory: Path) -> list[str]:
     return warnings
 
 
+class LintSetupError(Exception):
+    """squawk cannot lint the revisions: it is not installed, or its settings are broken."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing squawk reports about a revision's SQL.
+
+    Attributes:
+        rule: The name of squawk's rule, such as ``require-concurrent-index-creation``.
+        message: squawk's explanation, and its advice when it gives one.
+        statement: The lines of SQL it is about, joined into one.
+    """
+
+    rule: str
+    message: str
+    statement: str
+
+
+def find_squawk() -> str:
+    """The squawk binary that ``make install`` put in this Python's virtual environment."""
+    found = shutil.which("squawk", path=str(SQUAWK_FOLDER))
+    if found is None:
+        raise LintSetupError(
+            f"squawk is not installed in {SQUAWK_FOLDER}, so the revisions cannot be linted: "
+            "run make install, which installs the squawk-cli of pyproject.toml's dev group"
+        )
+    return found
+
+
+def without_bookkeeping(sql: str) -> str:
+    """``sql`` less Alembic's statements on granite-assets' version table, which no revision writes.
+
+    Alembic ends each statement of offline SQL with a blank line; a piece of the script between two
+    blank lines is left out only when it is one of the statements Alembic writes for the version
+    table (creating it, inserting and updating its row).
+    """
+    from granite_assets.migrations._names import VERSION_TABLE
+
+    bookkeeping = re.compile(rf"(?:CREATE TABLE|INSERT INTO|UPDATE) {VERSION_TABLE}\b")
+    return "\n\n".join(piece for piece in sql.split("\n\n") if not bookkeeping.match(piece.strip()))
+
+
+def revision_sql(directory: Path, parent: str | None, revision: str) -> str:
+    """The PostgreSQL SQL that upgrading from ``parent`` to ``revision`` runs, less the bookkeeping."""
+    from granite_assets.migrations import _runner
+
+    return without_bookkeeping(
+        _runner.offline_sql(directory, "postgresql", parent, revision, downgrade=False)
+    )
+
+
+def squawk_findings(squawk: str, sql: str, name: str) -> list[Finding]:
+    """What squawk, with ``.squawk.toml``'s settings, reports about ``sql`` (read as the file ``name``).
+
+    Less what it reports about an ``ALTER TABLE`` of a table created earlier in the same transaction.
+    No other session sees such a table before the commit, so nothing can wait on its lock, and no
+    older release uses it: squawk itself lets an index, a foreign key or a unique constraint on it
+    pass, and granite-assets' ``backward_compatible`` heuristic counts all of it as an addition.
+    """
+    result = subprocess.run(
+        [squawk, "--config", str(SQUAWK_CONFIG), "--reporter", "json", "--stdin-filepath", name],
+        input=sql,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        reported = json.loads(result.stdout)
+    except ValueError:
+        said = result.stderr.strip() or result.stdout.strip()
+        raise LintSetupError(f"squawk exited {result.returncode} without a report: {said}") from None
+    lines = sql.splitlines()
+    findings = []
+    for entry in reported:
+        # squawk's JSON counts lines from 0.
+        first, last = int(entry["line"]), int(entry.get("line_end", entry["line"]))
+        altered = (
+            re.match(r"ALTER TABLE (?:ONLY )?(\S+)", lines[first].strip()) if first < len(lines) else None
+        )
+        if altered and altered.group(1).strip('"') in _created_in_transaction(lines[:first]):
+            continue
+        statement = " ".join(line.strip() for line in lines[first : last + 1] if line.strip())
+        advice = str(entry.get("help") or "").strip()
+        message = str(entry["message"]).strip()
+        if advice and advice[-1] not in ".!?":
+            advice += "."
+        findings.append(
+            Finding(
+                rule=str(entry["rule_name"]),
+                message=f"{message} {advice}" if advice else message,
+                statement=statement if len(statement) <= 200 else statement[:197] + "...",  # noqa: PLR2004
+            )
+        )
+    return findings
+
+
+def _created_in_transaction(lines: Sequence[str]) -> set[str]:
+    """The tables created in the transaction still open after ``lines`` (Alembic's offline SQL)."""
+    created: set[str] = set()
+    for line in lines:
+        if line.strip() in {"BEGIN;", "COMMIT;"}:
+            created.clear()
+        elif table := re.match(r"CREATE TABLE (?:IF NOT EXISTS )?(\S+) \(", line.strip()):
+            created.add(table.group(1).strip('"'))
+    return created
+
+
+@functools.cache
+def is_squawk_rule(squawk: str, name: str) -> bool:
+    """Tell whether ``name`` is one of the installed squawk's rules, by asking squawk to exclude it."""
+    if re.fullmatch(r"[a-z][a-z0-9-]*", name) is None:  # a comma would make it several names
+        return False
+    excluded = subprocess.run(
+        [squawk, "--exclude", name, "--reporter", "json", "--stdin-filepath", "check.sql"],
+        input="",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return excluded.returncode != 2  # noqa: PLR2004 - 2: squawk refused its arguments
+
+
+def declared_allowances(module: ModuleType, path: Path) -> tuple[tuple[str, ...], str | None]:
+    """The rules a revision accepts in ``lint_allow``, and what is wrong with the declaration, if anything."""
+    value = getattr(module, LINT_ALLOW, ())
+    example = f'{LINT_ALLOW}: tuple[str, ...] = ("require-concurrent-index-creation",)'
+    if not isinstance(value, tuple) or not all(isinstance(rule, str) for rule in value):
+        return (), f"{path.name} sets {LINT_ALLOW} = {value!r}: it must be a tuple of rule names, {example}"
+    if value and not _commented(path):
+        return value, (
+            f"{path.name} accepts {', '.join(value)} in {LINT_ALLOW} without saying why: "
+            "put the reason in a comment just above the line (or on it)"
+        )
+    return value, None
+
+
+def _commented(path: Path) -> bool:
+    """Tell whether the module-level ``lint_allow`` of the file has a comment on it or just above it."""
+    source = path.read_text(encoding="utf-8")
+    assignment = next(
+        (
+            node
+            for node in ast.parse(source).body
+            if isinstance(node, ast.Assign | ast.AnnAssign)
+            and any(
+                isinstance(target, ast.Name) and target.id == LINT_ALLOW
+                for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+            )
+        ),
+        None,
+    )
+    if assignment is None:
+        return False
+    tokens = tokenize.generate_tokens(io.StringIO(source).readline)
+    commented = {token.start[0] for token in tokens if token.type == tokenize.COMMENT}
+    last = assignment.end_lineno or assignment.lineno
+    return any(line in commented for line in range(assignment.lineno - 1, last + 1))
+
+
+def lint_revisions(directory: Path, squawk: str) -> tuple[list[str], list[str]]:
+    """Lint every revision's PostgreSQL SQL with squawk: the failures, then the warnings.
+
+    A failure is a revision with findings it does not accept (one item per revision, listing each
+    finding with its statement and saying how to accept it), or a ``lint_allow`` that is malformed,
+    says no reason, or names a rule squawk does not have.
+    """
+    from alembic.script import ScriptDirectory
+
+    failures: list[str] = []
+    warnings: list[str] = []
+    for script in reversed(list(ScriptDirectory(str(directory)).walk_revisions())):
+        path = Path(script.path)
+        allowed, problem = declared_allowances(script.module, path)
+        if problem:
+            failures.append(problem)
+        try:
+            sql = revision_sql(directory, cast("str | None", script.down_revision), script.revision)
+        except Exception as exc:  # noqa: BLE001 - any failure means "could not be rendered"
+            warnings.append(
+                f"{path.name}: its SQL could not be rendered without a database "
+                f"({type(exc).__name__}: {exc}), so squawk could not read it: check its locks by hand"
+            )
+            continue
+        findings = squawk_findings(squawk, sql, path.name)
+        reported = [finding.rule for finding in findings]
+        unknown = [rule for rule in allowed if not is_squawk_rule(squawk, rule)]
+        if unknown:
+            failures.append(_unknown_rules(path.name, unknown, reported))
+        unaccepted = [finding for finding in findings if finding.rule not in allowed]
+        if unaccepted:
+            still_needed = [rule for rule in allowed if rule in reported]
+            failures.append(_describe_findings(path, unaccepted, still_needed))
+        warnings.extend(_allowance_warnings(path.name, script.module, allowed, set(reported) | set(unknown)))
+    return failures, warnings
+
+
+def _unknown_rules(name: str, unknown: Sequence[str], reported: Iterable[str]) -> str:
+    hints = [
+        f"{rule!r} (did you mean {close[0]!r}?)"
+        if (close := difflib.get_close_matches(rule, reported, 1))
+        else repr(rule)
+        for rule in unknown
+    ]
+    return (
+        f"{name} accepts {', '.join(hints)} in {LINT_ALLOW}, but squawk has no rule of that name: "
+        "name each rule as squawk reports it (https://squawkhq.com/docs/rules)"
+    )
+
+
+#: What to do about a rule, where granite-assets has a better answer than squawk's own advice.
+_ADVICE = {
+    "require-concurrent-index-creation": (
+        "To build it without blocking writes: op.create_index(..., postgresql_concurrently=True) "
+        "inside `with op.get_context().autocommit_block():`"
+    ),
+}
+
+
+def _describe_findings(path: Path, findings: Sequence[Finding], accepted: Sequence[str]) -> str:
+    """One failure item: each finding, its statement and advice, and the ``lint_allow`` that accepts all."""
+    from granite_assets.migrations._compatibility_proposal import BREAKING_RULES
+
+    shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+    lines = [f"{path.name} ({shown}):"]
+    for finding in findings:
+        lines.append(f"  {finding.rule}: {finding.statement or '(no statement)'}")
+        lines.append(f"    {finding.message}")
+        if finding.rule in _ADVICE:
+            lines.append(f"    {_ADVICE[finding.rule]}.")
+    rules = list(dict.fromkeys([*accepted, *(finding.rule for finding in findings)]))
+    breaking = [rule for rule in rules if rule in BREAKING_RULES]
+    if breaking:
+        lines.append(
+            f"  Not an addition ({', '.join(breaking)}): the revision cannot be backward compatible."
+        )
+    listed = ", ".join(f'"{rule}"' for rule in rules) + ("," if len(rules) == 1 else "")
+    lines.append("  To accept this, declare it at module level, with a comment above saying why:")
+    lines.append(f"    {LINT_ALLOW}: tuple[str, ...] = ({listed})")
+    return "\n    ".join(lines)
+
+
+def _allowance_warnings(
+    name: str, module: ModuleType, allowed: Sequence[str], reported: set[str]
+) -> list[str]:
+    from granite_assets.migrations._compatibility_proposal import BREAKING_RULES
+
+    warnings = [
+        f"{name} accepts {rule} in {LINT_ALLOW}, which squawk does not report for it: remove it"
+        for rule in allowed
+        if rule not in reported
+    ]
+    breaking = [rule for rule in allowed if rule in BREAKING_RULES]
+    if breaking and getattr(module, "backward_compatible", False) is True:
+        warnings.append(
+            f"{name} is declared backward compatible, but accepts {', '.join(breaking)} in {LINT_ALLOW}, "
+            "which flag only changes older releases may notice: set backward_compatible to False"
+        )
+    return warnings
+
+
+def lint_check(directory: Path, failures: dict[str, list[str]]) -> list[str]:
+    """Lint the revisions of ``directory``, adding to ``failures``; return the warnings."""
+    try:
+        lint_failures, lint_warnings = lint_revisions(directory, find_squawk())
+    except LintSetupError as exc:
+        failures["squawk could not lint the revisions"] = [str(exc)]
+        return []
+    if lint_failures:
+        title = "squawk flags what these revisions do to a live database (see Linting revisions in the docs)"
+        failures[title] = lint_failures
+    return lint_warnings
+
+
+def print_list(title: str, items: Sequence[str]) -> None:
+    """Print ``title`` and one line per item to standard error, or nothing when there is no item."""
+    if items:
+        print(f"{title}:", file=sys.stderr)
+        for item in items:
+            print(f"  - {item}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the checks; return 0 when all pass, 1 otherwise."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -235,17 +541,17 @@ def main(argv: list[str] | None = None) -> int:
         failures["revisions.json is stale; make migrate-manifest regenerates it"] = problems
 
     warnings = flag_warnings(ENVIRONMENT) if len(heads) == 1 else []
+    lint_warnings = lint_check(ENVIRONMENT, failures) if len(heads) == 1 else []
     for title, items in failures.items():
-        print(f"{title}:", file=sys.stderr)
-        for item in items:
-            print(f"  - {item}", file=sys.stderr)
-    if warnings:
-        print("Warning: confirm the backward_compatible flags in review:", file=sys.stderr)
-        for item in warnings:
-            print(f"  - {item}", file=sys.stderr)
+        print_list(title, items)
+    print_list("Warning: confirm the backward_compatible flags in review", warnings)
+    print_list("Warning: confirm the revisions' lint_allow in review", lint_warnings)
     if failures:
         return 1
-    print(f"Migrations are consistent: one head ({heads[0]}), models match it, revisions.json is current.")
+    print(
+        f"Migrations are consistent: one head ({heads[0]}), models match it, revisions.json is current, "
+        "and squawk finds nothing the revisions do not accept."
+    )
     return 0
 
 

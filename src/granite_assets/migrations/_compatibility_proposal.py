@@ -12,6 +12,12 @@ tell whether older code relies on, say, a column's old type.
 ``make migrate-create`` (through the bundled ``env.py``) writes the proposal into new revisions;
 ``make migrate-check`` warns when a revision declared compatible holds an operation this module
 calls incompatible. The runtime never imports it.
+
+``make migrate-check`` also lints each revision's PostgreSQL SQL with squawk, which asks a different
+question: what a statement locks, not whether older code notices it. The two agree on what an
+addition is: squawk may flag an addition for its lock (an index built without ``CONCURRENTLY``,
+a column whose default is computed row by row) and it stays an addition, while the rules of
+:data:`BREAKING_RULES` flag only what this module calls incompatible.
 """
 
 from __future__ import annotations
@@ -22,6 +28,29 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from alembic.operations import ops
+
+#: squawk's rules that flag only changes this module calls incompatible (what older code may
+#: notice: a required column, a drop, a rename, a changed column, a constraint on an existing
+#: table), never an addition. A revision that needs one of them in ``lint_allow`` cannot be
+#: ``backward_compatible = True``. squawk's other rules are about locks, and flag additions too.
+BREAKING_RULES: frozenset[str] = frozenset(
+    {
+        "adding-required-field",
+        "adding-not-nullable-field",
+        "adding-foreign-key-constraint",
+        "adding-serial-primary-key-field",
+        "constraint-missing-not-valid",
+        "disallowed-unique-constraint",
+        "changing-column-type",
+        "ban-drop-not-null",
+        "ban-drop-column",
+        "ban-drop-table",
+        "require-concurrent-index-deletion",
+        "renaming-column",
+        "renaming-table",
+        "ban-truncate-cascade",
+    }
+)
 
 
 @dataclass(frozen=True)
