@@ -77,7 +77,7 @@ migrate-manifest: $(VENV)/.installed ## Regenerate alembic/revisions.json from t
 	$(PY) scripts/write_manifest.py
 
 .PHONY: migrate-check
-migrate-check: $(VENV)/.installed ## Fail when models, revisions and revisions.json disagree, or on several heads
+migrate-check: $(VENV)/.installed ## Fail when models, revisions and revisions.json disagree, on several heads, or when squawk flags a revision
 	$(PY) scripts/migrate_check.py
 
 .PHONY: check-wheel

@@ -434,8 +434,8 @@ def _unknown_rules(name: str, unknown: Sequence[str], reported: Iterable[str]) -
 #: What to do about a rule, where granite-assets has a better answer than squawk's own advice.
 _ADVICE = {
     "require-concurrent-index-creation": (
-        "To build it without blocking writes: op.create_index(..., postgresql_concurrently=True) "
-        "inside `with op.get_context().autocommit_block():`"
+        "Build it CONCURRENTLY, outside the revision's transaction, on PostgreSQL only "
+        "(Linting revisions, in the maintainers' docs, shows how)"
     ),
 }
 

@@ -7,12 +7,14 @@ no network, and squawk takes milliseconds a revision.
 
 from __future__ import annotations
 
+import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
 import migrate_check
 import pytest
-from conftest import add_revision
+from conftest import Database, add_revision
 from migrate_check import (
     describe_diff,
     find_squawk,
@@ -22,11 +24,24 @@ from migrate_check import (
     squawk_findings,
     upgrade_operations,
 )
-from sqlalchemy import Column, ForeignKey, Index, Integer, MetaData, String, Table, UniqueConstraint
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    create_engine,
+    inspect,
+)
+from sqlalchemy.pool import NullPool
 
+from granite_assets.migrations import _runner
 from granite_assets.migrations._compatibility_proposal import BREAKING_RULES, propose
 from granite_assets.migrations._history import bundled_directory, history_from_scripts
-from granite_assets.migrations._manifest import manifest_problems
+from granite_assets.migrations._manifest import manifest_problems, write_manifest
 from granite_assets.migrations._names import VERSION_TABLE
 
 metadata = MetaData()
@@ -154,7 +169,7 @@ def test_an_index_built_without_concurrently_fails(environment_copy: Path, squaw
         f"require-concurrent-index-creation: CREATE INDEX ix_{EXISTING}_note ON {EXISTING} (note);"
         in (failures[0])
     )
-    assert "postgresql_concurrently=True" in failures[0]
+    assert "Build it CONCURRENTLY, outside the revision's transaction, on PostgreSQL only" in failures[0]
     assert "Not an addition" not in failures[0]
 
 
@@ -194,6 +209,57 @@ def test_an_index_built_concurrently_outside_the_transaction_passes(
     add_revision(environment_copy, "0003", "0002", CONCURRENT_INDEX)
 
     assert lint_revisions(environment_copy, squawk) == ([], [])
+
+
+def _documented_concurrent_index() -> str:
+    """The maintainers page's upgrade() that builds an index CONCURRENTLY on PostgreSQL only."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "maintainers.rst").read_text(encoding="utf-8")
+    blocks = re.findall(r"^\.\. code-block:: python\n\n((?:   .*\n|\n)+)", page, re.MULTILINE)
+    (block,) = [block for block in blocks if "postgresql_concurrently" in block]
+    return textwrap.dedent(block).strip()
+
+
+def _with_the_documented_index(directory: Path) -> None:
+    add_revision(
+        directory,
+        "0002",
+        "0001",
+        'op.create_table("granite_assets_asset", sa.Column("id", sa.Integer, primary_key=True), '
+        'sa.Column("name", sa.String(40)))',
+    )
+    (directory / "versions" / "0003_test.py").write_text(
+        '"""the documented index"""\n\n'
+        "import sqlalchemy as sa\nfrom alembic import op\n\n"
+        'revision = "0003"\ndown_revision = "0002"\nbranch_labels = None\ndepends_on = None\n\n'
+        f"{_documented_concurrent_index()}\n\n\n"
+        "def downgrade() -> None:\n"
+        '    op.drop_index("ix_granite_assets_asset_name", "granite_assets_asset")\n',
+        encoding="utf-8",
+    )
+    write_manifest(directory)
+
+
+def test_the_documented_concurrent_index_passes_the_linter(environment_copy: Path, squawk: str) -> None:
+    """The maintainers page's way to build an index on an existing table needs no declaration."""
+    _with_the_documented_index(environment_copy)
+
+    assert lint_revisions(environment_copy, squawk) == ([], [])
+    assert propose(upgrade_operations(_revision_module(environment_copy, "0003"))).backward_compatible
+
+
+def test_the_documented_concurrent_index_is_built_on_every_backend(
+    environment_copy: Path, database: Database
+) -> None:
+    """The same revision upgrades every backend: CONCURRENTLY on PostgreSQL, in the transaction elsewhere."""
+    _with_the_documented_index(environment_copy)
+
+    assert _runner.upgrade(environment_copy, database.url_string, 30) == "0003"
+    engine = create_engine(database.url, poolclass=NullPool)
+    try:
+        indexes = inspect(engine).get_indexes("granite_assets_asset")
+    finally:
+        engine.dispose()
+    assert [index["name"] for index in indexes] == ["ix_granite_assets_asset_name"]
 
 
 def test_an_index_built_concurrently_inside_the_transaction_fails(
