@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 import textwrap
 from pathlib import Path
-from typing import Any
+from types import ModuleType
 
 import migrate_check
 import pytest
+from alembic.script import ScriptDirectory
 from conftest import Database, add_revision
 from migrate_check import (
     describe_diff,
@@ -137,6 +138,12 @@ def _with_existing_tables(directory: Path) -> Path:
 def _declare(path: Path, *lines: str) -> None:
     """Append module-level lines to a revision file."""
     path.write_text(path.read_text(encoding="utf-8") + "\n" + "\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _revision_module(directory: Path, revision: str) -> ModuleType:
+    script = ScriptDirectory(str(directory)).get_revision(revision)
+    assert script is not None
+    return script.module
 
 
 def test_a_required_column_on_an_existing_table_fails_naming_the_rule_and_the_file(
@@ -601,11 +608,3 @@ def test_the_heuristic_and_the_linter_agree_on_what_an_addition_is(
     if rules:
         _declare(path, REASON, f"lint_allow: tuple[str, ...] = {tuple(sorted(rules))!r}")
         assert lint_revisions(environment_copy, squawk) == ([], [])
-
-
-def _revision_module(directory: Path, revision: str) -> Any:
-    from alembic.script import ScriptDirectory
-
-    script = ScriptDirectory(str(directory)).get_revision(revision)
-    assert script is not None
-    return script.module
