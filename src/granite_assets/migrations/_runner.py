@@ -369,7 +369,8 @@ def migrate(db: Database, connection: Connection, job: Job, *, own: bool, attemp
             raise lock_wait_timed_out(
                 db, connection, job, failed, left, applied=applied, attempts=attempt
             ) from exc
-        raise revision_failed(db, failed, exc, left) from exc
+        verb = "upgrade" if the_plan.upgrade else "downgrade"
+        raise revision_failed(db, failed, exc, left, connection=connection, verb=verb) from exc
     if per_revision:
         if connection.in_transaction():
             connection.commit()

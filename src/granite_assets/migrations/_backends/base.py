@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from granite_assets.migrations._driver_errors import Signature
 from granite_assets.migrations._errors import (
     DatabaseConnectionError,
+    InsufficientPrivilegeError,
     InvalidURLError,
     MigrationError,
     MigrationLockTimeoutError,
@@ -209,6 +210,16 @@ class Backend:
     no_access: ClassVar[Signature] = Signature(
         frozenset({"42501"}), frozenset({1044}), (("permission denied for database",),)
     )
+    #: A statement the login has no privilege for: PostgreSQL's insufficient_privilege, MySQL's
+    #: table, column, database and specific-privilege "access denied" errors.
+    insufficient_privilege: ClassVar[Signature] = Signature(
+        frozenset({"42501"}), frozenset({1044, 1142, 1143, 1227})
+    )
+    #: Whether the server refuses a statement on a table the login has no privilege on before it
+    #: says whether the table exists, so that a refused read may also mean a missing table.
+    refuses_unseen_tables: ClassVar[bool] = False
+    #: What a login needs to migrate, for the advice of an upgrade the database refused.
+    migrator_privileges: ClassVar[str] = "the right to create and alter tables"
 
     @property
     def title(self) -> str:
@@ -261,6 +272,20 @@ class Backend:
 
     def unreadable_database(self, db: DatabaseView, reason: str) -> MigrationError | None:
         """The error for a database that is not one at all (a file of another kind), else ``None``."""
+        return None
+
+    # -- Privileges ----------------------------------------------------------------------------
+
+    def login_name(self, connection: Connection) -> str | None:
+        """The database user whose privileges the server checks on ``connection``, as it names it."""
+        return None
+
+    def unusable_schema(self, connection: Connection, db: DatabaseView) -> InsufficientPrivilegeError | None:
+        """The error for a login that may use no schema to find tables in, else ``None``.
+
+        Asked when granite-assets' version table is not found: where the server hides the tables
+        of a schema the login may not use, "missing" would otherwise be the answer.
+        """
         return None
 
     # -- The migration lock --------------------------------------------------------------------

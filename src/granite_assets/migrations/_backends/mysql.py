@@ -109,6 +109,11 @@ class MySQLBackend(Backend):
     no_database: ClassVar[Signature] = Signature(codes=frozenset({1049}))
     bad_login: ClassVar[Signature] = Signature(codes=frozenset({1045}))
     no_access: ClassVar[Signature] = Signature(codes=frozenset({1044}))
+    # ER_DBACCESS_DENIED_ERROR, ER_TABLEACCESS_DENIED_ERROR, ER_COLUMNACCESS_DENIED_ERROR,
+    # ER_SPECIFIC_ACCESS_DENIED_ERROR
+    insufficient_privilege: ClassVar[Signature] = Signature(codes=frozenset({1044, 1142, 1143, 1227}))
+    refuses_unseen_tables: ClassVar[bool] = True
+    migrator_privileges: ClassVar[str] = "CREATE, ALTER, DROP, INDEX and REFERENCES on the database"
 
     @property
     def title(self) -> str:
@@ -141,6 +146,11 @@ class MySQLBackend(Backend):
             )
         with migrating_under(lock, connection, db, timeout):
             yield
+
+    def login_name(self, connection: Connection) -> str | None:
+        """``CURRENT_USER()``, the account whose privileges count (``app@%``), not the one typed in."""
+        name = connection.exec_driver_sql("SELECT CURRENT_USER()").scalar()
+        return None if name is None else str(name)
 
     def session_address(self, connection: Connection) -> tuple[str | None, int | None, str | None]:
         """The server's ``@@hostname`` and ``@@port``, and ``DATABASE()``."""

@@ -20,9 +20,10 @@ from typing import ClassVar, Final
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
-from granite_assets.migrations._backends.base import Backend, ServerLock, whose
+from granite_assets.migrations._backends.base import Backend, DatabaseView, ServerLock, whose
 from granite_assets.migrations._driver_errors import Signature
-from granite_assets.migrations._messages import first_line
+from granite_assets.migrations._errors import InsufficientPrivilegeError
+from granite_assets.migrations._messages import first_line, grants_command
 from granite_assets.migrations._names import TABLE_PREFIX
 
 #: The key of granite-assets' own advisory lock: "gran" in ASCII, below 2**31 so that
@@ -139,6 +140,8 @@ class PostgreSQLBackend(Backend):
     no_access: ClassVar[Signature] = Signature(
         sqlstates=frozenset({"42501"}), phrasings=(("permission denied for database",),)
     )
+    insufficient_privilege: ClassVar[Signature] = Signature(sqlstates=frozenset({"42501"}))
+    migrator_privileges: ClassVar[str] = "CREATE on the schema, and the ownership of granite-assets' tables"
 
     @property
     def title(self) -> str:
@@ -157,6 +160,30 @@ class PostgreSQLBackend(Backend):
             "SELECT host(inet_server_addr()), inet_server_port(), current_database()"
         ).one()
         return host, port, database
+
+    def login_name(self, connection: Connection) -> str | None:
+        """``current_user``: the role whose privileges count, after a ``SET ROLE`` too."""
+        name = connection.exec_driver_sql("SELECT current_user").scalar()
+        return None if name is None else str(name)
+
+    def unusable_schema(self, connection: Connection, db: DatabaseView) -> InsufficientPrivilegeError | None:
+        """The error for a login without USAGE on every schema of its ``search_path``.
+
+        PostgreSQL leaves such schemas out of the search, so their tables look missing
+        (``current_schema()`` is then NULL), and there is nowhere to create one either.
+        """
+        unusable, path, login = connection.exec_driver_sql(
+            "SELECT current_schema() IS NULL, current_setting('search_path'), current_user"
+        ).one()
+        if not unusable:
+            return None
+        return InsufficientPrivilegeError(
+            f"The login {login} may use no schema of its search_path ({path}) on {db.where}, so it can "
+            "neither read granite-assets' tables there nor create them. Grant it USAGE on the schema that "
+            f"holds them (`{grants_command(login)}` prints the statements), or give it a search_path "
+            "that names a schema it may use.",
+            login=str(login),
+        )
 
     def sees_a_snapshot(self, connection: Connection) -> bool:
         """REPEATABLE READ and SERIALIZABLE transactions see the database as it was when they began."""

@@ -381,6 +381,7 @@ class SQLiteBackend(Backend):
     no_database_selected: ClassVar[Signature] = Signature()
     changed_since_snapshot: ClassVar[Signature] = Signature()
     aborted_transaction: ClassVar[Signature] = Signature()
+    insufficient_privilege: ClassVar[Signature] = Signature()  # no logins: the file's permissions decide
 
     @property
     def title(self) -> str:
