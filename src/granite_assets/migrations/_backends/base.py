@@ -29,6 +29,7 @@ from granite_assets.migrations._errors import (
 from granite_assets.migrations._forking import in_use
 from granite_assets.migrations._messages import lock_timeout_name, one_line, seconds
 from granite_assets.migrations._names import logger
+from granite_assets.migrations._privileges import Layout
 from granite_assets.migrations._waiting import wait_for
 
 if TYPE_CHECKING:
@@ -287,6 +288,30 @@ class Backend:
         of a schema the login may not use, "missing" would otherwise be the answer.
         """
         return None
+
+    # -- Grants for a runtime login (granite-assets db grants) ---------------------------------
+
+    #: Whether the server grants privileges on tables before they exist (PostgreSQL's
+    #: ``ALTER DEFAULT PRIVILEGES``), so that the migration user's next tables are covered.
+    default_privileges: ClassVar[bool] = False
+
+    def grantee(self, role: str) -> str:
+        """``role`` as a GRANT names it; raise where there is no such login, or the name cannot be one."""
+        raise self._no_grants()
+
+    def runtime_layout(self, connection: Connection, db: DatabaseView, owner: str | None) -> Layout:
+        """Where granite-assets' tables are in the database of ``connection``, read with SELECTs only."""
+        raise self._no_grants()
+
+    def runtime_grants(self, role: str, layout: Layout, *, read_only: bool) -> list[str]:
+        """The statements, with comments, that give the runtime login ``role`` what it needs."""
+        raise self._no_grants()
+
+    def _no_grants(self) -> InvalidURLError:
+        return InvalidURLError(
+            f"granite-assets writes the grants of a runtime login for PostgreSQL, MariaDB and MySQL, "
+            f"not for {self.title}."
+        )
 
     # -- The migration lock --------------------------------------------------------------------
 

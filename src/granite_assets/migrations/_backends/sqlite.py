@@ -388,6 +388,13 @@ class SQLiteBackend(Backend):
         """The database's name in messages."""
         return "SQLite"
 
+    def grantee(self, role: str) -> str:
+        """Refuse: SQLite has no logins."""
+        raise InvalidURLError(
+            "SQLite has no database users to grant privileges to: who may read and write granite-assets' "
+            "tables is up to the permissions of the database file."
+        )
+
     def check_url(self, url: URL) -> None:
         """Refuse a URL for an in-memory database, which would vanish with the call's engine."""
         name = url.database or ""
