@@ -80,7 +80,7 @@ def login_of(db: Database, connection: Connection | None) -> str | None:
     if connection is not None and db.connection is None:
         try:
             name = db.backend.login_name(connection)
-        except DBAPIError:
+        except Exception:  # noqa: BLE001 - naming the login is a courtesy; the refusal is the error
             name = None
         if name:
             return name
