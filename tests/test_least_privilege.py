@@ -51,8 +51,10 @@ from granite_assets.migrations import (
     require_revision,
     upgrade_to_head,
 )
+from granite_assets.migrations._backends import backend_for
 from granite_assets.migrations._manifest import write_manifest
 from granite_assets.migrations._names import COMPATIBILITY_TABLE, VERSION_TABLE
+from granite_assets.migrations._privileges import Layout
 from granite_assets.migrations._urls import display_url
 
 SERVERS = [b for b in BACKENDS if b.name != "sqlite"]
@@ -535,6 +537,20 @@ def test_mysql_grants_name_user_and_host_in_backticks() -> None:
         f"GRANT SELECT ON `{VERSION_TABLE}` TO `app`@`%`"
     ]
     assert statements(grants_sql("mysql", "app")) == [f"GRANT SELECT ON `{VERSION_TABLE}` TO `app`"]
+
+
+def test_the_deployment_page_shows_what_db_grants_prints() -> None:
+    """The script on the "Two database users" page is the one granite-assets writes for that database."""
+    page = (Path(__file__).parents[1] / "docs" / "deployment.rst").read_text(encoding="utf-8")
+    shown = page.split("``grants.sql`` then holds:\n\n.. code-block:: sql\n\n", 1)[1].split("\n\n", 1)[0]
+    layout = Layout(
+        where="postgresql+psycopg://app_migrate@db.internal/app",
+        schema="public",
+        tables=(VERSION_TABLE,),
+        owner="app_migrate",
+    )
+    written = backend_for("postgresql").runtime_grants("app", layout, read_only=False)
+    assert [line.removeprefix("   ") for line in shown.splitlines()] == written
 
 
 @pytest.mark.parametrize(
