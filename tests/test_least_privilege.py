@@ -347,6 +347,24 @@ def test_a_role_without_usage_on_the_schema_is_told_so(logins: Logins) -> None:
     assert VERSION_TABLE in logins.database.table_names()
 
 
+@servers(POSTGRESQL)
+def test_a_login_refused_the_migration_lock_is_told_so_too(logins: Logins, environment_copy: Path) -> None:
+    """Where a hardened server revokes the advisory-lock functions, the refusal is the login's, explained."""
+    upgrade_to_head(logins.migration)
+    logins.grant_printed()
+    logins.apply("REVOKE EXECUTE ON FUNCTION pg_try_advisory_lock(bigint) FROM PUBLIC;")
+    add_revision(environment_copy, "0002", "0001")
+    before = snapshot(logins.database)
+    with pytest.raises(InsufficientPrivilegeError) as caught:
+        _runner.upgrade(environment_copy, logins.runtime_string, LOCK_TIMEOUT)
+    message = str(caught.value)
+    assert caught.value.revision is None
+    assert caught.value.statement == "SELECT pg_try_advisory_lock(1735549294)"
+    assert f"granite-assets' upgrade failed on {display_url(logins.runtime)}" in message
+    assert "Nothing was changed. Run the upgrade as the migration user" in message
+    assert snapshot(logins.database) == before
+
+
 @servers(ONE_DRIVER_EACH)
 def test_a_login_without_select_on_the_version_table_is_told_to_run_db_grants(logins: Logins) -> None:
     """At head, a login that may not read the version table is told which table and what prints the grants."""

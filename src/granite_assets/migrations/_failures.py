@@ -45,14 +45,17 @@ def revision_failed(
     *,
     connection: Connection | None = None,
     verb: str = "upgrade",
+    what: str | None = None,
 ) -> MigrationFailedError:
-    """The error for a statement that failed while migrating ``db`` on ``connection``."""
+    """The error for a statement that failed while migrating ``db`` on ``connection``.
+
+    ``what`` names what failed when no revision did (by default, the version-table bookkeeping).
+    """
     reason = db.explain(exc)
-    what = (
-        f"granite-assets revision {failed.revision} ({failed.message})"
-        if failed
-        else "granite-assets' version-table bookkeeping"
-    )
+    if failed:
+        what = f"granite-assets revision {failed.revision} ({failed.message})"
+    elif what is None:
+        what = "granite-assets' version-table bookkeeping"
     if refused_privilege(db, exc):
         # The statement is named apart, so the server's first line says enough (libpq's next ones
         # repeat the statement).

@@ -33,6 +33,7 @@ from granite_assets.migrations._failures import (
     behind_error,
     in_bookkeeping,
     names_bookkeeping,
+    refused_privilege,
     revision_failed,
     unknown_revision,
 )
@@ -223,10 +224,34 @@ def migrate_on_callers_connection(db: Database, connection: Connection, job: Job
     """
     limits = job.limits
     with (
+        set_up_refusals(db, connection, job),
         db.backend.callers_migration(connection, db, job.lock_timeout),
         db.backend.ddl_limits(connection, limits.lock_timeout, limits.statement_timeout, in_transaction=True),
     ):
         return migrate(db, connection, job, own=False)
+
+
+@contextmanager
+def set_up_refusals(db: Database, connection: Connection, job: Job) -> Iterator[None]:
+    """Explain a refusal of what a migration runs before any revision: the lock, the lock timeouts.
+
+    Every login may call them on a server's defaults, but a hardened server may revoke them
+    (``EXECUTE`` on PostgreSQL's advisory-lock functions, say); the refusal is then the login's.
+    """
+    try:
+        yield
+    except DBAPIError as exc:
+        if not refused_privilege(db, exc):
+            raise
+        verb = "upgrade" if job.destination == "head" else "downgrade"
+        left = (
+            "Nothing was changed."
+            if db.connection is None
+            else "Nothing was changed: roll back your transaction."
+        )
+        raise revision_failed(
+            db, None, exc, left, connection=connection, verb=verb, what=f"granite-assets' {verb}"
+        ) from exc
 
 
 def reread_in_callers_transaction(connection: Connection, db: Database) -> str | None:
@@ -266,6 +291,7 @@ def migrate_locked(db: Database, connection: Connection, job: Job) -> str | None
     use_autocommit(connection, on=True)
     limits = job.limits
     with (
+        set_up_refusals(db, connection, job),
         db.backend.own_migration(connection, db, job.lock_timeout),
         db.backend.ddl_limits(
             connection, limits.lock_timeout, limits.statement_timeout, in_transaction=False
