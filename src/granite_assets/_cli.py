@@ -111,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         type=_role,
         metavar="NAME",
-        help="the database user the application runs as (on MariaDB and MySQL, NAME or NAME@HOST)",
+        help="the database user the application runs as, NAME or on MariaDB and MySQL NAME@HOST "
+        "(no default: required)",
     )
     grants.add_argument(
         "--dialect",
