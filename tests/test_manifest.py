@@ -165,6 +165,15 @@ def test_revision_with_a_bogus_limit_is_refused(environment_copy: Path, line: st
     assert "more than 0 seconds" in str(caught.value)
 
 
+def test_check_names_a_bogus_limit_edited_into_a_file(environment_copy: Path) -> None:
+    """A file edited to declare a bogus limit after its manifest was written is a problem the check names."""
+    path = add_revision(environment_copy, "0002", "0001", message="second", declares="ddl_lock_timeout = 30")
+    path.write_text(path.read_text(encoding="utf-8").replace("= 30", "= -30"), encoding="utf-8")
+
+    says = "Revision 0002 sets ddl_lock_timeout = -30; it must be a number, more than 0 seconds"
+    assert manifest_problems(environment_copy) == [f"{says} (math.inf for no limit)."]
+
+
 def test_manifest_that_disagrees_with_a_declared_limit_fails_the_check(environment_copy: Path) -> None:
     """A limit changed in the file, or in the manifest, without regenerating it is named by the check."""
     add_revision(environment_copy, "0002", "0001", message="second", declares="ddl_lock_timeout = 30.0")

@@ -70,7 +70,10 @@ def manifest_problems(directory: Path) -> list[str]:
         written = manifest_data(parse_manifest(text, path))
     except MigrationError as exc:
         return [str(exc)]
-    expected = manifest_data(history_from_scripts(directory))
+    try:
+        expected = manifest_data(history_from_scripts(directory))
+    except MigrationError as exc:  # a revision file declares a value it may not: say which
+        return [str(exc)]
     if written == expected and json.loads(text).get("note") == expected["note"]:
         return []
     have = {e["revision"]: e for e in written.get("revisions", [])}
