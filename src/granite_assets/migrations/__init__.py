@@ -135,11 +135,11 @@ def upgrade_to_head(
         ddl_lock_timeout: Seconds each statement of a revision may wait for a table lock that
             another session holds (a long query, a transaction left open): the longest your
             application's queries on that table can queue behind it. A revision that times out
-            is rolled back and tried again; ``math.inf`` waits without limit. See
-            :ref:`live-database`.
+            is rolled back and tried again; ``math.inf`` waits without limit. A revision that
+            declares it needs longer gets its own while it runs. See :ref:`live-database`.
         ddl_retries: How many more times such a revision is tried, after a growing pause.
-        statement_timeout: Seconds each statement may run (PostgreSQL, MariaDB); ``None`` leaves
-            the session's own setting.
+        statement_timeout: Seconds each statement may run (PostgreSQL, MariaDB), or longer for a
+            revision that declares it needs longer; ``None`` leaves the session's own setting.
 
     Returns:
         The revision the database is at: the head of the bundled history, or a newer revision
@@ -160,8 +160,8 @@ def upgrade_to_head(
         InvalidVersionTableError: The version table holds more than one row or an empty
             revision, or is another tool's.
         MigrationLockTimeoutError: Another process held the lock for ``lock_timeout`` seconds.
-        DDLLockTimeoutError: A revision waited longer than ``ddl_lock_timeout`` for a table lock
-            on every try; the error names the sessions that held it.
+        DDLLockTimeoutError: A revision waited longer than ``ddl_lock_timeout`` (or its own,
+            longer, one) for a table lock on every try; the error names the sessions that held it.
         MigrationFailedError: A revision (or the version-table bookkeeping) failed.
         ValueError: A timeout or ``ddl_retries`` is not one described above.
     """

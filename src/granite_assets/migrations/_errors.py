@@ -155,6 +155,9 @@ class MigrationFailedError(MigrationError):
 class DDLLockTimeoutError(MigrationFailedError):
     """A revision waited longer than ``ddl_lock_timeout`` for a table lock, on every try.
 
+    The bound is the call's, or the revision's own when it declares a longer one; the message
+    gives the one it had.
+
     Other sessions held locks on granite-assets' tables (a long query, a transaction left open).
     Each wait was bounded, so the host's own queries on those tables never queued behind the
     revision for longer than that.

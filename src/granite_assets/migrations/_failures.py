@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 
 _BOOKKEEPING_TABLES = (VERSION_TABLE, COMPATIBILITY_TABLE)
+_READS_AND_SETTINGS = frozenset({"SELECT", "SET", "SHOW"})
 
 
 def in_bookkeeping(exc: Exception) -> bool:
@@ -35,6 +36,15 @@ def in_bookkeeping(exc: Exception) -> bool:
 def names_bookkeeping(statement: str) -> bool:
     """Tell whether ``statement`` works on granite-assets' own records, not on a revision's tables."""
     return any(table in statement for table in _BOOKKEEPING_TABLES)
+
+
+def changes_nothing(statement: str) -> bool:
+    """Tell whether ``statement`` leaves nothing in the database: a read, or a session setting.
+
+    A revision that declares its own limits reads and sets them in its step, before its first DDL.
+    """
+    words = statement.split(None, 1)
+    return not words or words[0].upper() in _READS_AND_SETTINGS
 
 
 def revision_failed(

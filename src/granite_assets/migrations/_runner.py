@@ -31,6 +31,7 @@ from granite_assets.migrations._errors import (
 )
 from granite_assets.migrations._failures import (
     behind_error,
+    changes_nothing,
     in_bookkeeping,
     names_bookkeeping,
     refused_privilege,
@@ -43,6 +44,7 @@ from granite_assets.migrations._isolation import borrowing, in_autocommit, trans
 from granite_assets.migrations._messages import advice, first_line, seconds
 from granite_assets.migrations._names import logger
 from granite_assets.migrations._plan import Job, Plan, downgrade_plan, pending, plan
+from granite_assets.migrations._revision_limits import limits_for
 from granite_assets.migrations._target import Target, connect, resolve
 from granite_assets.migrations._timeouts import DEFAULT_LIMITS, DDLLimits, check_lock_timeout
 from granite_assets.migrations._urls import is_async, parse_url
@@ -319,7 +321,7 @@ def migrate_with_retries(db: Database, connection: Connection, job: Job) -> str 
                 "granite-assets revision %s waited more than %s for a table lock on %s (try %d of %d), "
                 "so it was rolled back and nothing of it kept; %s. Trying again in %.1f seconds.",
                 error.revision,
-                seconds(db.backend.lock_wait_bound(job.limits.lock_timeout)),
+                lock_wait_bound(db, job, error.revision),
                 db.where,
                 attempt,
                 job.limits.retries + 1,
@@ -328,6 +330,12 @@ def migrate_with_retries(db: Database, connection: Connection, job: Job) -> str 
             )
             pause(wait)
             attempt += 1
+
+
+def lock_wait_bound(db: Database, job: Job, revision: str | None) -> str:
+    """How long, in words, ``revision`` was allowed to wait for a table lock: its limit, or the call's."""
+    known = job.history.get(revision) if revision is not None and job.history.knows(revision) else None
+    return seconds(db.backend.lock_wait_bound(limits_for(job.limits, known).lock_timeout))
 
 
 def retry_pause(attempt: int) -> float:
@@ -364,7 +372,9 @@ def migrate(db: Database, connection: Connection, job: Job, *, own: bool, attemp
         return the_plan.destination
     if per_revision:
         transactional(connection)
-    config = alembic_config(job.directory, connection, granite_assets_history=job.history)
+    config = alembic_config(
+        job.directory, connection, granite_assets_history=job.history, granite_assets_limits=job.limits
+    )
     statements: list[tuple[int, str]] = []
     try:
         with (
@@ -380,7 +390,11 @@ def migrate(db: Database, connection: Connection, job: Job, *, own: bool, attemp
             raise cannot_wait from exc
         done = len(config.attributes.get("granite_assets_steps", []))
         timed_out = isinstance(exc, DBAPIError) and bool(db.backend.lock_wait_timed_out.matches(exc.orig))
-        applied = [s for step, s in statements if step == done and not names_bookkeeping(s)]
+        applied = [
+            s
+            for step, s in statements
+            if step == done and not names_bookkeeping(s) and not changes_nothing(s)
+        ]
         failed, left = aftermath(
             db,
             connection,
@@ -443,7 +457,7 @@ def lock_wait_timed_out(
         ran = f" These statements of it ran before and are in the database: {listed}."
     raise_it = advice("ddl_lock_timeout or ddl_retries", "--ddl-lock-timeout or --ddl-retries")
     return DDLLockTimeoutError(
-        f"{what} waited more than {seconds(db.backend.lock_wait_bound(job.limits.lock_timeout))} for a "
+        f"{what} waited more than {lock_wait_bound(db, job, failed.revision if failed else None)} for a "
         f"table lock on {db.where}, "
         f"{tries}; {held_by(blockers)}. Each wait was bounded, so your application's queries never "
         f"queued behind it for longer. {left}{ran} To go on: {db.backend.end_session_hint(blockers)}, "
