@@ -19,7 +19,7 @@ import pytest
 from conftest import BACKENDS, Database, add_revision, backend_params
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.pool import NullPool
-from support import version_rows
+from support import Workers, lock_is_free, version_rows
 
 from granite_assets import migrations
 from granite_assets.migrations import DDLLockTimeoutError, MigrationFailedError, _runner
@@ -505,3 +505,109 @@ def test_a_revision_gets_the_larger_of_its_limits_and_the_calls(
 ) -> None:
     """Each limit is the larger of the two; a call without a statement bound stays without one."""
     assert call.at_least(*declared) == expected
+
+
+# -- Replicas starting at once while a blocker comes and goes ---------------------------------
+
+REPLICAS = 16
+
+
+class ComingAndGoing:
+    """A host session that holds a transaction on the table, lets go for ``gap`` seconds, and again.
+
+    Its first hold lasts until a revision is seen waiting for the table, then ``after_waiter``
+    seconds more, long enough for that replica to give up; each later hold lasts ``hold`` seconds.
+    """
+
+    def __init__(self, database: Database, *, after_waiter: float, hold: float, gap: float) -> None:
+        self.database = database
+        self.after_waiter = after_waiter
+        self.hold = hold
+        self.gap = gap
+        self.cycles = 0
+        self.holding = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        engine = create_engine(self.database.url, poolclass=NullPool)
+        try:
+            with engine.connect() as connection, engine.connect() as watcher:
+                while not self._stop.is_set():
+                    connection.execute(text(f"SELECT * FROM {TABLE}")).fetchall()
+                    self.holding.set()
+                    if self.cycles == 0:
+                        self._until_a_revision_waits(watcher)
+                        self._stop.wait(self.after_waiter)
+                    else:
+                        self._stop.wait(self.hold)
+                    connection.rollback()
+                    self.cycles += 1
+                    self._stop.wait(self.gap)
+        finally:
+            self.holding.set()
+            engine.dispose()
+
+    def _until_a_revision_waits(self, watcher: Connection) -> None:
+        """Return once a session waits for a lock on the table (or after a minute)."""
+        if self.database.backend.name == "postgresql":
+            waiting = (
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = to_regclass(:table) "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
+        else:
+            waiting = (
+                "SELECT count(*) FROM information_schema.PROCESSLIST WHERE DB = DATABASE() "
+                "AND STATE LIKE 'Waiting for table metadata lock' AND INFO LIKE CONCAT('%', :table, '%')"
+            )
+        deadline = time.monotonic() + 60
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            if watcher.execute(text(waiting), {"table": TABLE}).scalar():
+                return
+            watcher.rollback()
+            time.sleep(0.05)
+
+    def __enter__(self) -> ComingAndGoing:
+        self._thread.start()
+        assert self.holding.wait(30)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+
+ONE_DRIVER_EACH = [b for b in SERVERS if b.driver in {"psycopg2", "pymysql"}]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", backend_params(ONE_DRIVER_EACH), indirect=True)
+def test_replicas_starting_at_once_while_a_blocker_comes_and_goes_never_half_apply(
+    database: Database, busy_table: Path, tmp_path: Path
+) -> None:
+    """Sixteen replicas, a blocker on and off: each succeeds or raises DDLLockTimeoutError; 0003 is whole.
+
+    0003 alters the blocked table first and then the other one, which nothing blocks: on MariaDB,
+    whose DDL commits statement by statement, a revision stays whole only where a timeout can meet
+    its first statement alone (the documented reason for one DDL concern per revision). The
+    blocker's first hold outlasts the first replica's two tries, so the error is seen in every run.
+    """
+    rewrite_0003(
+        busy_table,
+        ADD_NOTE + f'\nop.add_column("{OTHER}", sa.Column("flag", sa.Integer, nullable=True))',
+    )
+    wait = 0.3 if database.backend.name == "postgresql" else 1.0
+    flags = (f"--ddl-lock-timeout={wait}", "--ddl-retries=1")
+    with Workers(REPLICAS, busy_table, 60, tmp_path / "workers", flags=flags, deadline=120) as workers:
+        # From the first try's wait: two tries, the longest pause between them (0.75 s), and room.
+        after_waiter = 2 * wait + 0.75 + 2.0
+        with ComingAndGoing(database, after_waiter=after_waiter, hold=wait + 0.7, gap=0.3) as on_and_off:
+            workers.start(database.url_string)
+            results = workers.results()
+        assert on_and_off.cycles >= 1
+    outcomes = [r.get("revision") or r.get("error") for r in results]
+    assert set(outcomes) == {"0003", "DDLLockTimeoutError"}, results
+    assert version_rows(database) == ["0003"]
+    assert "note" in {c.lower() for c in database.column_names(TABLE)}
+    assert "flag" in {c.lower() for c in database.column_names(OTHER)}
+    assert lock_is_free(database)
