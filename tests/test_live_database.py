@@ -378,9 +378,10 @@ def expected_settings(database: Database, *steps: tuple[str, int, int]) -> dict[
 
 @pytest.mark.parametrize("backend", backend_params(SERVERS), indirect=True)
 def test_declared_limits_hold_only_while_their_revision_runs_up_and_down(
-    database: Database, recording_settings: Path
+    database: Database, recording_settings: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """0003 runs under its own limits, 0004 under the call's, both ways; a pooled session gets its own."""
+    caplog.set_level(logging.INFO, logger="granite_assets")
     engine = create_engine(database.url, pool_size=1, max_overflow=0)
     show = {
         "postgresql": "SELECT current_setting('lock_timeout'), current_setting('statement_timeout')",
@@ -396,6 +397,9 @@ def test_declared_limits_hold_only_while_their_revision_runs_up_and_down(
         assert _runner.downgrade(recording_settings, engine, "0002", 30, limits) == "0002"
     finally:
         engine.dispose()
+    said = [r.getMessage() for r in caplog.records if "needs longer limits" in r.getMessage()]
+    longer = "each of its statements may wait up to 20 seconds for a table lock and run up to 50 seconds"
+    assert said == [f"granite-assets revision 0003 declares that it needs longer limits: {longer}."] * 2
     # The downgrade dropped nothing of SEEN's rows: 0003's downgrade leaves the table it made.
     assert seen_settings(database) == expected_settings(
         database, ("0003 up", 20, 50), ("0004 up", 2, 7), ("0004 down", 2, 7), ("0003 down", 20, 50)

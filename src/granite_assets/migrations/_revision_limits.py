@@ -14,12 +14,15 @@ settings are the DBA's.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
 from typing import TYPE_CHECKING, Any
 
 from granite_assets.migrations._backends import backend_for
+from granite_assets.migrations._messages import seconds
+from granite_assets.migrations._names import logger
 from granite_assets.migrations._timeouts import DDLLimits
 
 if TYPE_CHECKING:
@@ -56,7 +59,7 @@ def revisions_bounded(
             module = scripts.get_revision(revision.revision).module
             for name in ("upgrade", "downgrade"):
                 original = getattr(module, name)
-                setattr(module, name, _bounded(original, backend, connection, own))
+                setattr(module, name, _bounded(original, revision.revision, backend, connection, own))
                 wrapped.append((module, name, original))
     try:
         yield
@@ -66,15 +69,27 @@ def revisions_bounded(
 
 
 def _bounded(
-    fn: Callable[..., Any], backend: Backend, connection: Connection, limits: DDLLimits
+    fn: Callable[..., Any], revision: str, backend: Backend, connection: Connection, limits: DDLLimits
 ) -> Callable[..., Any]:
     """``fn``, run with ``limits`` set in the revision's transaction and the call's put back after."""
 
     @wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
+        logger.info(
+            "granite-assets revision %s declares that it needs longer limits: each of its statements may "
+            "wait %s for a table lock%s.",
+            revision,
+            _up_to(limits.lock_timeout),
+            "" if limits.statement_timeout is None else f" and run {_up_to(limits.statement_timeout)}",
+        )
         with backend.ddl_limits(
             connection, limits.lock_timeout, limits.statement_timeout, in_transaction=True
         ):
             return fn(*args, **kwargs)
 
     return run
+
+
+def _up_to(count: float) -> str:
+    """A limit in words: "up to 30 seconds", or "without limit"."""
+    return "without limit" if math.isinf(count) else f"up to {seconds(count)}"
