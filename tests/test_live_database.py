@@ -585,6 +585,7 @@ ONE_DRIVER_EACH = [b for b in SERVERS if b.driver in {"psycopg2", "pymysql"}]
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.parametrize("backend", backend_params(ONE_DRIVER_EACH), indirect=True)
 def test_replicas_starting_at_once_while_a_blocker_comes_and_goes_never_half_apply(
     database: Database, busy_table: Path, tmp_path: Path
