@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from sqlalchemy import URL, Connection
+from sqlalchemy import URL, Connection, Dialect
 from sqlalchemy.exc import DBAPIError
 
 from granite_assets.migrations._driver_errors import Signature
@@ -154,6 +154,27 @@ def migrating_under(
             raise
 
 
+def sql_name(dialect: Dialect, name: str, schema: str | None) -> str:
+    """``name``, in ``schema`` if given, as the dialect writes it in SQL: quoted where it must be."""
+    quote = dialect.identifier_preparer
+    return quote.quote(name) if schema is None else f"{quote.quote_schema(schema)}.{quote.quote(name)}"
+
+
+@dataclass(frozen=True)
+class ExistingIndex:
+    """A relation with the name of an index about to be built, found beside its table.
+
+    Attributes:
+        sql_name: Its name as SQL, quoted and schema-qualified as needed.
+        on_table: Whether it is an index of that table (not another table's index, nor a table).
+        valid: Whether it is a valid index; an interrupted concurrent build leaves an invalid one.
+    """
+
+    sql_name: str
+    on_table: bool
+    valid: bool
+
+
 @dataclass(frozen=True)
 class Backend:
     """What granite-assets does differently on one kind of database; this class is the default.
@@ -178,6 +199,9 @@ class Backend:
     failed_statement_aborts_transaction: ClassVar[bool] = False
     #: Whether Alembic alters tables by rebuilding them (its batch mode).
     rebuilds_tables: ClassVar[bool] = False
+    #: Whether the database can build an index while the table's writers go on, outside any
+    #: transaction (PostgreSQL's ``CREATE INDEX CONCURRENTLY``); elsewhere a plain build is used.
+    builds_indexes_concurrently: ClassVar[bool] = False
     #: Advice for a failure that the database refused as not permitted.
     permission_hint: ClassVar[str] = "Check that the database user may create and alter tables."
     #: Each driver's name for "give up connecting after this many seconds"; a driver missing
@@ -388,6 +412,14 @@ class Backend:
     def end_session_hint(self, blockers: tuple[str, ...]) -> str:
         """How to end the blocking sessions, for the advice of a lock timeout."""
         return "end those sessions or wait for them to finish"
+
+    # -- Indexes built while the table is in use ----------------------------------------------
+
+    def index_named(
+        self, connection: Connection, name: str, table: str, schema: str | None
+    ) -> ExistingIndex | None:
+        """The relation called ``name`` in ``table``'s schema, on a database that builds concurrently."""
+        return None
 
     # -- After a failure -----------------------------------------------------------------------
 

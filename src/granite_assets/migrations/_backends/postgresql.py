@@ -21,7 +21,14 @@ from sqlalchemy import Connection, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 
-from granite_assets.migrations._backends.base import Backend, DatabaseView, ServerLock, whose
+from granite_assets.migrations._backends.base import (
+    Backend,
+    DatabaseView,
+    ExistingIndex,
+    ServerLock,
+    sql_name,
+    whose,
+)
 from granite_assets.migrations._driver_errors import Signature
 from granite_assets.migrations._errors import InsufficientPrivilegeError
 from granite_assets.migrations._messages import advice, first_line, grants_command
@@ -131,6 +138,7 @@ class PostgreSQLBackend(Backend):
 
     transactional_ddl: ClassVar[bool] = True
     reads_in_autocommit: ClassVar[bool] = True
+    builds_indexes_concurrently: ClassVar[bool] = True
     failed_statement_aborts_transaction: ClassVar[bool] = True
     connect_timeout_arguments: ClassVar[dict[str, str]] = {
         "psycopg2": "connect_timeout",
@@ -339,6 +347,30 @@ class PostgreSQLBackend(Backend):
                 except DBAPIError:  # an aborted transaction of the caller's: the settings end with it
                     if not in_transaction:
                         raise
+
+    def index_named(
+        self, connection: Connection, name: str, table: str, schema: str | None
+    ) -> ExistingIndex | None:
+        """The relation called ``name`` in ``table``'s schema, where an index of that table must go.
+
+        The table is found as ``CREATE INDEX`` finds it, through the search path unless ``schema``
+        is given. An index that an interrupted ``CREATE INDEX CONCURRENTLY`` left has
+        ``pg_index.indisvalid`` false.
+        """
+        row = connection.execute(
+            text(
+                "SELECT r.oid::regclass::text, COALESCE(i.indrelid = t.oid, false), "
+                "COALESCE(i.indisvalid, false) "
+                "FROM pg_class t JOIN pg_class r ON r.relnamespace = t.relnamespace AND r.relname = :name "
+                "LEFT JOIN pg_index i ON i.indexrelid = r.oid "
+                "WHERE t.oid = to_regclass(:table)"
+            ),
+            {"name": name, "table": sql_name(connection.dialect, table, schema)},
+        ).one_or_none()
+        if row is None:
+            return None
+        written, on_table, valid = row
+        return ExistingIndex(str(written), bool(on_table), bool(valid))
 
     def blockers(self, connection: Connection) -> tuple[str, ...]:
         """The sessions of this database holding locks on granite-assets' tables, oldest first."""
