@@ -132,7 +132,8 @@ def upgrade_operations(module: ModuleType) -> list[Any]:
 
     The module's ``op`` is replaced, for the call only, by an :class:`~alembic.operations.Operations`
     whose ``invoke`` (which every operation, batch ones included, goes through) keeps the operation
-    object. No connection exists: an ``upgrade()`` that reads the database raises.
+    object; it stands in for ``alembic.op`` too, which ``create_index_concurrently()`` uses. No
+    connection exists: an ``upgrade()`` that reads the database raises.
     """
     from alembic.migration import MigrationContext
     from alembic.operations import BatchOperations, Operations
@@ -178,9 +179,15 @@ def upgrade_operations(module: ModuleType) -> list[Any]:
     missing = object()
     original = namespace.get("op", missing)
     namespace["op"] = recorder
+    # granite_assets.migrations.operations invokes its operations through alembic.op, whose target
+    # Alembic keeps per class: a plain Operations that hands them to the recorder stands in there.
+    stand_in = Operations(recorder.migration_context)
+    vars(stand_in)["invoke"] = recorder.invoke
+    stand_in._install_proxy()  # noqa: SLF001 - what Operations.context() does
     try:
         module.upgrade()
     finally:
+        stand_in._remove_proxy()  # noqa: SLF001
         if original is missing:
             del namespace["op"]
         else:

@@ -13,6 +13,7 @@ from types import ModuleType
 
 import pytest
 import sqlalchemy as sa
+from alembic import op as alembic_op
 from alembic.operations import ops
 from alembic.script import ScriptDirectory
 from conftest import add_revision
@@ -21,6 +22,7 @@ from test_maintainer_e2e import ENVIRONMENT, ROOT, copy_project, run
 
 from granite_assets.migrations._compatibility_proposal import propose
 from granite_assets.migrations._history import MANIFEST_NAME
+from granite_assets.migrations._index_builds import CreateIndexConcurrentlyOp, DropIndexConcurrentlyOp
 from granite_assets.migrations._manifest import manifest_problems, write_manifest
 
 TABLE = "granite_assets_proposal_asset"
@@ -56,6 +58,19 @@ PROPOSALS = [
         id="default",
     ),
     pytest.param([ops.CreateIndexOp("ix_note", OTHER, ["note"])], True, "", id="index"),
+    pytest.param([CreateIndexConcurrentlyOp("ix_note", OTHER, ["note"])], True, "", id="concurrent-index"),
+    pytest.param(
+        [CreateIndexConcurrentlyOp("ix_unique", OTHER, ["note"], unique=True)],
+        False,
+        f"create_index_concurrently ix_unique on {OTHER} restricts what older code may write",
+        id="concurrent-unique-index",
+    ),
+    pytest.param(
+        [DropIndexConcurrentlyOp("ix_note", table_name=OTHER)],
+        False,
+        f"drop_index_concurrently ix_note on {OTHER}",
+        id="concurrent-drop-index",
+    ),
     pytest.param(
         [ops.AddColumnOp(OTHER, _column("size", nullable=False))],
         False,
@@ -163,6 +178,26 @@ def test_an_index_built_concurrently_is_read_as_an_addition(environment_copy: Pa
     assert [type(op).__name__ for op in recorded] == ["CreateIndexOp"]
     assert propose(recorded).backward_compatible is True
     assert flag_warnings(environment_copy) == []
+
+
+def test_concurrent_index_builds_are_recorded_and_count_as_additions(environment_copy: Path) -> None:
+    """create_index_concurrently() goes through alembic.op: migrate-check records it, as an addition."""
+    add_revision(
+        environment_copy,
+        "0002",
+        "0001",
+        "from granite_assets.migrations.operations import create_index_concurrently\n"
+        f'create_index_concurrently("ix_note", "{OTHER}", ["note"])',
+    )
+    _flag(environment_copy, "0002", True)
+
+    recorded = upgrade_operations(_module(environment_copy, "0002"))
+
+    assert [type(op) for op in recorded] == [CreateIndexConcurrentlyOp]
+    assert propose(recorded).backward_compatible
+    assert flag_warnings(environment_copy) == []
+    with pytest.raises((NameError, AttributeError)):  # the stand-in for alembic.op is gone again
+        alembic_op.get_context()
 
 
 def test_migrate_check_warns_about_doubtful_and_missing_flags(environment_copy: Path) -> None:

@@ -5,7 +5,8 @@ it keeps working after it, which holds for additions that older code never notic
 (with its own indexes and constraints), a column that may be left out of an INSERT (nullable, or
 with a server default), an index that does not restrict the data. Everything else (a drop, a
 rename, an altered column, a constraint or unique index on an existing table, a data change) may
-break it, and so may a revision with no operation, which is how data migrations start. The
+break it, and so may a revision with no operation, which is how data migrations start. An index
+built by ``create_index_concurrently()`` is a ``CreateIndexOp`` too, judged the same way. The
 heuristic only proposes: the maintainer confirms the flag in review, since no operation list can
 tell whether older code relies on, say, a column's old type.
 
