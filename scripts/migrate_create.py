@@ -7,6 +7,8 @@ compares it with the models, and deletes it. The new file gets the next sequenti
 regenerated. The file says ``backward_compatible = True`` or ``False``, a value proposed from the
 generated operations (only additions are compatible; see
 ``granite_assets.migrations._compatibility_proposal``), which the maintainer confirms or corrects in review.
+An index generated on a table that exists already gets a hint to build it with
+``create_index_concurrently()`` instead.
 
 Usage::
 
@@ -93,6 +95,13 @@ def main(argv: list[str] | None = None) -> int:
             f"It says backward_compatible = {proposal.backward_compatible}, proposed from its operations "
             f"({why}): confirm or correct it in review. True means every older release keeps working "
             "after this revision (see Expand and contract in docs/deployment.rst)."
+        )
+    for build in config.attributes.get("granite_assets_index_builds", []):
+        print(
+            f"It builds the index {build}, a table that exists already: on PostgreSQL a plain CREATE "
+            "INDEX holds up every write to the table until it is built. Unless the table is small, use "
+            "create_index_concurrently() from granite_assets.migrations.operations instead, in a revision "
+            'of its own (see "Building an index on a live table" in docs/maintainers.rst).'
         )
     if args.empty:
         print("Write its upgrade() and downgrade(), then run make migrate-check.")

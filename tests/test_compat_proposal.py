@@ -20,7 +20,7 @@ from conftest import add_revision
 from migrate_check import flag_warnings, upgrade_operations
 from test_maintainer_e2e import ENVIRONMENT, ROOT, copy_project, run
 
-from granite_assets.migrations._compatibility_proposal import propose
+from granite_assets.migrations._compatibility_proposal import indexes_on_existing_tables, propose
 from granite_assets.migrations._history import MANIFEST_NAME
 from granite_assets.migrations._index_builds import CreateIndexConcurrentlyOp, DropIndexConcurrentlyOp
 from granite_assets.migrations._manifest import manifest_problems, write_manifest
@@ -123,6 +123,18 @@ def test_proposal_is_true_only_for_additions(
     assert (reason in "; ".join(proposal.reasons)) if reason else proposal.reasons == ()
     assert all(len(line) <= 100 for line in proposal.comment())
     assert " ".join(proposal.comment()).startswith(f"make migrate-create proposed {compatible} (")
+
+
+def test_indexes_on_existing_tables_are_named_for_the_concurrent_build_hint() -> None:
+    """Plain index builds on tables the revision does not create are named; the rest are not."""
+    operations = [
+        ops.CreateTableOp(TABLE, [sa.Column("id", sa.Integer, primary_key=True)]),
+        ops.CreateIndexOp("ix_new", TABLE, ["id"]),
+        ops.ModifyTableOps(OTHER, [ops.CreateIndexOp("ix_note", OTHER, ["note"])]),
+        CreateIndexConcurrentlyOp("ix_done", OTHER, ["note"]),
+    ]
+
+    assert indexes_on_existing_tables(operations) == [f"ix_note on {OTHER}"]
 
 
 def _flag(directory: Path, revision: str, value: object) -> None:
@@ -406,6 +418,23 @@ def _manifest(environment: Path) -> list[dict[str, object]]:
         "revisions"
     ]
     return entries
+
+
+@pytest.mark.slow
+def test_migrate_create_points_an_index_on_an_existing_table_to_the_concurrent_build(
+    generated: Generated,
+) -> None:
+    """An index generated on an existing table gets a hint to build it concurrently; a new table's not."""
+    hint = "use create_index_concurrently() from granite_assets.migrations.operations instead"
+    added = generated.outputs["add index"]
+    assert f"It builds the index ix_{TABLE}_note on {TABLE}, a table that exists already" in added
+    assert hint in added
+    assert "create_index_concurrently" not in generated.outputs["create table with an index"]
+    source = generated.files["add index"].read_text(encoding="utf-8")
+    assert (
+        '# To index a table in use, see "Building an index on a live table" in docs/maintainers.rst.'
+        in source
+    )
 
 
 @pytest.mark.slow

@@ -73,7 +73,9 @@ def process_revision_directives(
 
     The proposed ``backward_compatible`` value, with the reasons for it, is left in
     ``config.attributes["granite_assets_proposal"]`` for ``script.py.mako`` to write and
-    ``scripts/migrate_create.py`` to print.
+    ``scripts/migrate_create.py`` to print; the indexes built on existing tables, in
+    ``config.attributes["granite_assets_index_builds"]``, for it to point at
+    ``create_index_concurrently()``.
     """
     if not directives:  # another hook (the caller's) already dropped the revision
         return
@@ -95,6 +97,7 @@ def process_revision_directives(
         count = sum(1 for _ in context.script.walk_revisions())
         script.rev_id = f"{count + 1:04d}"
     config.attributes["granite_assets_proposal"] = propose_backward_compatible(script)
+    config.attributes["granite_assets_index_builds"] = indexes_on_existing_tables(script)
 
 
 def propose_backward_compatible(script: MigrationScript) -> Proposal:
@@ -102,6 +105,13 @@ def propose_backward_compatible(script: MigrationScript) -> Proposal:
     from granite_assets.migrations._compatibility_proposal import propose  # only revision writing needs it
 
     return propose(script.upgrade_ops_list)
+
+
+def indexes_on_existing_tables(script: MigrationScript) -> list[str]:
+    """The plain index builds of the new revision's ``upgrade()`` on tables that exist already."""
+    from granite_assets.migrations import _compatibility_proposal  # only revision writing needs it
+
+    return _compatibility_proposal.indexes_on_existing_tables(script.upgrade_ops_list)
 
 
 def history() -> History:

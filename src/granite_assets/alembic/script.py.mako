@@ -30,6 +30,7 @@ backward_compatible: bool = ${repr(proposal.backward_compatible if proposal else
 # If it needs longer than the call's limits, declare ddl_lock_timeout and statement_timeout (seconds).
 
 
+# To index a table in use, see "Building an index on a live table" in docs/maintainers.rst.
 def upgrade() -> None:
     """Apply this revision."""
     ${upgrades if upgrades else "pass"}

@@ -84,6 +84,21 @@ def propose(operations: Iterable[ops.MigrateOperation]) -> Proposal:
     return Proposal(backward_compatible=not reasons, reasons=tuple(reasons))
 
 
+def indexes_on_existing_tables(operations: Iterable[ops.MigrateOperation]) -> list[str]:
+    """``ix_name on table`` for each plain index ``operations`` build on a table they do not create.
+
+    On PostgreSQL such a build holds up every write to the table while it runs, which
+    ``create_index_concurrently()`` avoids; ``make migrate-create`` says so.
+    """
+    flat = list(_flatten(operations))
+    created = {op.table_name for op in flat if isinstance(op, ops.CreateTableOp)}
+    return [
+        f"{op.index_name} on {op.table_name}"
+        for op in flat
+        if type(op) is ops.CreateIndexOp and op.table_name not in created
+    ]
+
+
 def _flatten(operations: Iterable[ops.MigrateOperation]) -> Iterator[ops.MigrateOperation]:
     """The operations, with autogenerate's per-table groups (``ModifyTableOps``) opened."""
     for op in operations:
