@@ -75,11 +75,11 @@ class IndexState:
     valid: bool
 
 
-def index_state(database: Database) -> IndexState | None:
+def index_state(database: Database, name: str = INDEX) -> IndexState | None:
     """The index's oid and ``pg_index.indisvalid``, or ``None`` when there is no such index."""
     rows = database.all_rows(
         "SELECT i.indexrelid::int, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-        f"WHERE c.relname = '{INDEX}'"
+        f"WHERE c.relname = '{name}'"
     )
     return IndexState(int(str(rows[0][0])), bool(rows[0][1])) if rows else None
 
@@ -329,6 +329,38 @@ def test_a_build_that_timed_out_is_dropped_and_built_again_on_the_retry(
     assert len([m for m in messages if "Trying again" in m]) == 1
     assert any("did not finish, and may have left it INVALID" in m for m in messages)
     assert any("Dropping the INVALID index" in m for m in messages)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", backend_params(POSTGRESQL), indirect=True)
+def test_a_name_the_ddl_shortens_is_found_by_its_short_form(database: Database, with_index: Path) -> None:
+    """A naming convention's name past 63 characters, which SQLAlchemy shortens, is looked up as shortened."""
+    long_name = "ix_granite_assets_item_" + "label_" * 10
+    (with_index / "versions" / "0003_an_index.py").unlink()
+    add_revision(
+        with_index,
+        "0003",
+        "0002",
+        "from granite_assets.migrations.operations import create_index_concurrently\n"
+        f'create_index_concurrently(op.f("{long_name}"), "{TABLE}", ["Label"])',
+        message="an index",
+    )
+    with open_write(database) as holder:
+        with pytest.raises(MigrationError):
+            _runner.upgrade(with_index, database.url_string, 30, DDLLimits(0.5, 0))
+        holder.rollback()
+    (short,) = database.scalar_rows(
+        f"SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        f"WHERE i.indrelid = '{TABLE}'::regclass AND NOT i.indisvalid"
+    )
+    assert str(short) != long_name
+    assert str(short).startswith(long_name[:50])
+
+    assert _runner.upgrade(with_index, database.url_string, 30) == "0003"
+
+    state = index_state(database, str(short))
+    assert state is not None
+    assert state.valid
 
 
 UPGRADE_PROCESS = """

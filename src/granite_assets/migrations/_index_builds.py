@@ -26,10 +26,10 @@ from typing import Any
 from alembic import op
 from alembic.operations import Operations, ops
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import ColumnElement, Connection, TextClause
+from sqlalchemy import ColumnElement, Connection, Index, TextClause
 
 from granite_assets.migrations._backends import backend_for
-from granite_assets.migrations._backends.base import Backend, sql_name
+from granite_assets.migrations._backends.base import Backend, index_sql_name
 from granite_assets.migrations._names import logger
 
 
@@ -92,22 +92,29 @@ def drop_index_concurrently(
 def _create(operations: Operations, operation: CreateIndexConcurrentlyOp) -> None:
     context = operations.get_context()
     backend = backend_for(context.dialect.name)
-    name, table, schema = str(operation.index_name), operation.table_name, operation.schema
+    name, table = str(operation.index_name), operation.table_name
     options = {k: v for k, v in operation.kw.items() if k != "postgresql_concurrently"}
 
     def create(*, concurrently: bool) -> None:
         extra = {"postgresql_concurrently": True} if concurrently else {}
         operations.invoke(
             ops.CreateIndexOp(
-                name, table, operation.columns, schema=schema, unique=operation.unique, **options, **extra
+                operation.index_name,
+                table,
+                operation.columns,
+                schema=operation.schema,
+                unique=operation.unique,
+                **options,
+                **extra,
             )
         )
 
     if not backend.builds_indexes_concurrently:
         create(concurrently=False)
         return
+    index = operation.to_index(context)
     if context.as_sql:
-        written = sql_name(context.dialect, name, schema)
+        written = index_sql_name(context.dialect, index)
         with context.autocommit_block():
             context.impl.static_output(
                 f"-- If an earlier run of the next statement did not finish, it left {written} INVALID "
@@ -117,14 +124,14 @@ def _create(operations: Operations, operation: CreateIndexConcurrentlyOp) -> Non
         return
     if in_callers_transaction(context):
         _plainly_in_callers_transaction("CREATE INDEX", name, table, "writes to")
-        if _to_build(operations, backend, name, table, schema, concurrently=False):
+        if _to_build(operations, backend, index, concurrently=False):
             create(concurrently=False)
         return
     failed: list[Exception] = []
     try:
         with context.autocommit_block():
             try:
-                if _to_build(operations, backend, name, table, schema, concurrently=True):
+                if _to_build(operations, backend, index, concurrently=True):
                     create(concurrently=True)
             except Exception as exc:
                 failed.append(exc)
@@ -204,13 +211,12 @@ def _forget_lost_transaction(connection: Connection) -> None:
         connection.rollback()
 
 
-def _to_build(
-    operations: Operations, backend: Backend, name: str, table: str, schema: str | None, *, concurrently: bool
-) -> bool:
+def _to_build(operations: Operations, backend: Backend, index: Index, *, concurrently: bool) -> bool:
     """Tell whether the index is still to be built, dropping an INVALID one an earlier try left."""
-    found = backend.index_named(operations.get_bind(), name, table, schema)
+    found = backend.index_named(operations.get_bind(), index)
     if found is None or not found.on_table:  # not there, or a clash CREATE INDEX will name
         return True
+    table = index.table.name if index.table is not None else ""
     if found.valid:
         logger.info(
             "The index %s on %s is there already, built by an earlier try that ended before its revision "

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from sqlalchemy import URL, Connection, Dialect
+from sqlalchemy import URL, Connection, Dialect, Index
 from sqlalchemy.exc import DBAPIError
 
 from granite_assets.migrations._driver_errors import Signature
@@ -154,10 +154,12 @@ def migrating_under(
             raise
 
 
-def sql_name(dialect: Dialect, name: str, schema: str | None) -> str:
-    """``name``, in ``schema`` if given, as the dialect writes it in SQL: quoted where it must be."""
+def index_sql_name(dialect: Dialect, index: Index) -> str:
+    """The index's name as the dialect's DDL writes it: shortened, quoted and in its schema as needed."""
     quote = dialect.identifier_preparer
-    return quote.quote(name) if schema is None else f"{quote.quote_schema(schema)}.{quote.quote(name)}"
+    schema = index.table.schema if index.table is not None else None
+    name = quote.format_index(index)
+    return name if schema is None else f"{quote.quote_schema(schema)}.{name}"
 
 
 @dataclass(frozen=True)
@@ -415,10 +417,8 @@ class Backend:
 
     # -- Indexes built while the table is in use ----------------------------------------------
 
-    def index_named(
-        self, connection: Connection, name: str, table: str, schema: str | None
-    ) -> ExistingIndex | None:
-        """The relation called ``name`` in ``table``'s schema, on a database that builds concurrently."""
+    def index_named(self, connection: Connection, index: Index) -> ExistingIndex | None:
+        """The relation with ``index``'s name beside its table, on a database that builds concurrently."""
         return None
 
     # -- After a failure -----------------------------------------------------------------------

@@ -17,18 +17,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Index, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 
-from granite_assets.migrations._backends.base import (
-    Backend,
-    DatabaseView,
-    ExistingIndex,
-    ServerLock,
-    sql_name,
-    whose,
-)
+from granite_assets.migrations._backends.base import Backend, DatabaseView, ExistingIndex, ServerLock, whose
 from granite_assets.migrations._driver_errors import Signature
 from granite_assets.migrations._errors import InsufficientPrivilegeError
 from granite_assets.migrations._messages import advice, first_line, grants_command
@@ -348,15 +341,20 @@ class PostgreSQLBackend(Backend):
                     if not in_transaction:
                         raise
 
-    def index_named(
-        self, connection: Connection, name: str, table: str, schema: str | None
-    ) -> ExistingIndex | None:
-        """The relation called ``name`` in ``table``'s schema, where an index of that table must go.
+    def index_named(self, connection: Connection, index: Index) -> ExistingIndex | None:
+        """The relation with ``index``'s name in its table's schema, where PostgreSQL puts the index.
 
-        The table is found as ``CREATE INDEX`` finds it, through the search path unless ``schema``
-        is given. An index that an interrupted ``CREATE INDEX CONCURRENTLY`` left has
-        ``pg_index.indisvalid`` false.
+        The name is the one the DDL uses, which SQLAlchemy shortens past 63 characters (a naming
+        convention's); the table is found as ``CREATE INDEX`` finds it, through the search path
+        unless it names a schema. An index that an interrupted ``CREATE INDEX CONCURRENTLY`` left
+        has ``pg_index.indisvalid`` false.
         """
+        if index.table is None:  # an index of no table has nothing beside it
+            return None
+        quote = connection.dialect.identifier_preparer
+        name = quote.format_index(index)
+        if name.startswith('"'):
+            name = name[1:-1].replace('""', '"')
         row = connection.execute(
             text(
                 "SELECT r.oid::regclass::text, COALESCE(i.indrelid = t.oid, false), "
@@ -365,7 +363,7 @@ class PostgreSQLBackend(Backend):
                 "LEFT JOIN pg_index i ON i.indexrelid = r.oid "
                 "WHERE t.oid = to_regclass(:table)"
             ),
-            {"name": name, "table": sql_name(connection.dialect, table, schema)},
+            {"name": name, "table": quote.format_table(index.table)},
         ).one_or_none()
         if row is None:
             return None
