@@ -40,6 +40,8 @@ nitpick_ignore = [
         "sqlalchemy.engine.Connection",
         "sqlalchemy.ext.asyncio.AsyncEngine",
         "sqlalchemy.ext.asyncio.AsyncConnection",
+        "sqlalchemy.sql.elements.TextClause",
+        "sqlalchemy.sql.elements.ColumnElement",
     )
 ]
 

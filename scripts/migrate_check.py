@@ -441,8 +441,9 @@ def _unknown_rules(name: str, unknown: Sequence[str], reported: Iterable[str]) -
 #: What to do about a rule, where granite-assets has a better answer than squawk's own advice.
 _ADVICE = {
     "require-concurrent-index-creation": (
-        "Build it CONCURRENTLY, outside the revision's transaction, on PostgreSQL only "
-        "(Linting revisions, in the maintainers' docs, shows how)"
+        "Build it with create_index_concurrently() from granite_assets.migrations.operations, "
+        "which runs CREATE INDEX CONCURRENTLY outside the revision's transaction on PostgreSQL "
+        "(see Building an index on a live table, in the maintainers' docs)"
     ),
 }
 

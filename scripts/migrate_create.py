@@ -99,9 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     for build in config.attributes.get("granite_assets_index_builds", []):
         print(
             f"It builds the index {build}, a table that exists already: on PostgreSQL a plain CREATE "
-            "INDEX holds up every write to the table until it is built. Unless the table is small, use "
-            "create_index_concurrently() from granite_assets.migrations.operations instead, in a revision "
-            'of its own (see "Building an index on a live table" in docs/maintainers.rst).'
+            "INDEX holds up every write to the table until it is built, and make migrate-check fails on "
+            "it. Use create_index_concurrently() from granite_assets.migrations.operations instead, in a "
+            'revision of its own (see "Building an index on a live table" in docs/maintainers.rst).'
         )
     if args.empty:
         print("Write its upgrade() and downgrade(), then run make migrate-check.")

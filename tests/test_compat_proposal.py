@@ -425,7 +425,7 @@ def test_migrate_create_points_an_index_on_an_existing_table_to_the_concurrent_b
     generated: Generated,
 ) -> None:
     """An index generated on an existing table gets a hint to build it concurrently; a new table's not."""
-    hint = "use create_index_concurrently() from granite_assets.migrations.operations instead"
+    hint = "Use create_index_concurrently() from granite_assets.migrations.operations instead"
     added = generated.outputs["add index"]
     assert f"It builds the index ix_{TABLE}_note on {TABLE}, a table that exists already" in added
     assert hint in added
