@@ -327,7 +327,7 @@ def test_a_build_that_timed_out_is_dropped_and_built_again_on_the_retry(
     assert version_rows(database) == ["0003"]
     messages = [r.getMessage() for r in caplog.records]
     assert len([m for m in messages if "Trying again" in m]) == 1
-    assert any("did not finish, and may have left it INVALID" in m for m in messages)
+    assert any("did not finish, and may have left it INVALID; the next try" in m for m in messages)
     assert any("Dropping the INVALID index" in m for m in messages)
 
 
@@ -361,6 +361,35 @@ def test_a_name_the_ddl_shortens_is_found_by_its_short_form(database: Database, 
     state = index_state(database, str(short))
     assert state is not None
     assert state.valid
+
+
+@pytest.mark.parametrize("backend", backend_params(POSTGRESQL), indirect=True)
+def test_a_valid_index_built_by_a_try_that_was_not_recorded_is_kept(
+    database: Database, with_index: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An index built before the process died, its revision unrecorded, is kept as it is, not built twice."""
+    caplog.set_level(logging.INFO, logger="granite_assets")
+    database.execute(f'CREATE INDEX "{INDEX.replace(chr(34), chr(34) * 2)}" ON {TABLE} ("Label")')
+    built = index_state(database)
+
+    assert _runner.upgrade(with_index, database.url_string, 30) == "0003"
+
+    assert index_state(database) == built
+    assert version_rows(database) == ["0003"]
+    assert any("is there already" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("backend", backend_params(POSTGRESQL), indirect=True)
+def test_another_relation_with_the_name_fails_the_revision_rather_than_being_taken_for_the_index(
+    database: Database, with_index: Path
+) -> None:
+    """A table (or another table's index) with the index's name is not skipped as IF NOT EXISTS would."""
+    database.execute(f'CREATE TABLE "{INDEX.replace(chr(34), chr(34) * 2)}" (id int)')
+
+    with pytest.raises(MigrationError, match="already exists"):
+        _runner.upgrade(with_index, database.url_string, 30)
+
+    assert version_rows(database) == ["0002"]
 
 
 UPGRADE_PROCESS = """

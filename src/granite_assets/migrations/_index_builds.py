@@ -137,7 +137,7 @@ def _create(operations: Operations, operation: CreateIndexConcurrentlyOp) -> Non
                 failed.append(exc)
                 logger.warning(
                     "The concurrent build of the index %s on %s did not finish, and may have left it "
-                    "INVALID; the next upgrade drops such an index and builds it again.",
+                    "INVALID; the next try drops such an index and builds it again.",
                     name,
                     table,
                 )
