@@ -392,6 +392,35 @@ def test_another_relation_with_the_name_fails_the_revision_rather_than_being_tak
     assert version_rows(database) == ["0002"]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", backend_params(POSTGRESQL), indirect=True)
+def test_an_old_transaction_on_another_table_holds_up_the_build_and_is_named(
+    database: Database, with_index: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The build also waits for older snapshots of other tables; a timeout names those sessions."""
+    caplog.set_level(logging.WARNING, logger="granite_assets")
+    database.execute("CREATE TABLE host_other (id int)")
+    with engine_for(database) as engine, engine.connect() as reader:
+        pid = reader.execute(text("SELECT pg_backend_pid()")).scalar()
+        reader.rollback()
+        reader.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+        reader.execute(text("SELECT * FROM host_other")).fetchall()
+        with pytest.raises(MigrationError):
+            _runner.upgrade(with_index, database.url_string, 30, DDLLimits(0.5, 0))
+        reader.rollback()
+    (warning,) = [r.getMessage() for r in caplog.records if "did not finish" in r.getMessage()]
+    assert f"these are open: pid {pid} (a transaction open for " in warning
+    assert "SELECT * FROM host_other" in warning
+    left = index_state(database)
+    assert left is not None
+    assert not left.valid
+
+    assert _runner.upgrade(with_index, database.url_string, 30) == "0003"
+    state = index_state(database)
+    assert state is not None
+    assert state.valid
+
+
 UPGRADE_PROCESS = """
 import math, sys
 from pathlib import Path

@@ -27,6 +27,7 @@ from alembic import op
 from alembic.operations import Operations, ops
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import ColumnElement, Connection, Index, TextClause
+from sqlalchemy.exc import DBAPIError
 
 from granite_assets.migrations._backends import backend_for
 from granite_assets.migrations._backends.base import Backend, index_sql_name
@@ -137,9 +138,10 @@ def _create(operations: Operations, operation: CreateIndexConcurrentlyOp) -> Non
                 failed.append(exc)
                 logger.warning(
                     "The concurrent build of the index %s on %s did not finish, and may have left it "
-                    "INVALID; the next try drops such an index and builds it again.",
+                    "INVALID; the next try drops such an index and builds it again.%s",
                     name,
                     table,
+                    _waited_for(operations.get_bind(), backend, exc),
                 )
                 _forget_lost_transaction(operations.get_bind())
                 raise
@@ -202,6 +204,24 @@ def _plainly_in_callers_transaction(statement: str, name: str, table: str, waiti
         statement,
         waiting,
         table,
+    )
+
+
+def _waited_for(connection: Connection, backend: Backend, exc: Exception) -> str:
+    """After a lock timeout, the transactions the build waits for, in a sentence; else nothing."""
+    if connection.invalidated or not (
+        isinstance(exc, DBAPIError) and backend.lock_wait_timed_out.matches(exc.orig)
+    ):
+        return ""
+    try:
+        sessions = backend.open_transactions(connection)
+    except DBAPIError:  # naming them is a courtesy; the timeout is the error
+        return ""
+    if not sessions:
+        return ""
+    return (
+        " It waits for every transaction that writes to the table, then for every older transaction "
+        "of the database, and these are open: " + "; ".join(sessions) + "."
     )
 
 

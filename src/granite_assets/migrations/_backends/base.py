@@ -421,6 +421,10 @@ class Backend:
         """The relation with ``index``'s name beside its table, on a database that builds concurrently."""
         return None
 
+    def open_transactions(self, connection: Connection) -> tuple[str, ...]:
+        """The other sessions of the database with a transaction open, which a concurrent build waits for."""
+        return ()
+
     # -- After a failure -----------------------------------------------------------------------
 
     def aftermath(

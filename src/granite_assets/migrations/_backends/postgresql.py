@@ -370,6 +370,25 @@ class PostgreSQLBackend(Backend):
         written, on_table, valid = row
         return ExistingIndex(str(written), bool(on_table), bool(valid))
 
+    def open_transactions(self, connection: Connection) -> tuple[str, ...]:
+        """The other sessions of this database with a transaction open, oldest first (five at most).
+
+        ``CREATE INDEX CONCURRENTLY`` waits for the transactions writing to its table, and then
+        for every transaction of the database older than its own snapshot, whatever it reads.
+        """
+        rows = connection.execute(
+            text(
+                "SELECT pid, state, EXTRACT(EPOCH FROM now() - xact_start), query FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL "
+                "AND backend_type = 'client backend' ORDER BY xact_start LIMIT 5"
+            )
+        )
+        return tuple(
+            f"pid {pid} (a transaction open for {float(age or 0):.0f} s, {state or 'unknown state'}; "
+            f"its query: {first_line(query)})"
+            for pid, state, age, query in rows
+        )
+
     def blockers(self, connection: Connection) -> tuple[str, ...]:
         """The sessions of this database holding locks on granite-assets' tables, oldest first."""
         rows = connection.execute(
