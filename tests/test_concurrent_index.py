@@ -546,6 +546,29 @@ def test_in_the_callers_transaction_an_invalid_index_left_before_is_dropped_firs
 
 
 @pytest.mark.parametrize("backend", backend_params(POSTGRESQL), indirect=True)
+def test_in_the_callers_transaction_a_downgrade_drops_the_index_plainly(
+    database: Database, with_index: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """drop_index_concurrently() in the caller's transaction runs a plain DROP INDEX there, and says so."""
+    assert _runner.upgrade(with_index, database.url_string, 30) == "0003"
+    caplog.set_level(logging.WARNING, logger="granite_assets")
+    with engine_for(database) as engine, engine.connect() as connection:
+        connection.begin()
+        with statements_sent(engine) as sent:
+            assert _runner.downgrade(with_index, connection, "0002", 30) == "0002"
+        assert index_state(database) is not None  # not committed yet
+        connection.commit()
+    assert [s for s in sent if s.startswith("DROP INDEX")] == [
+        f'DROP INDEX "{INDEX.replace(chr(34), chr(34) * 2)}"'
+    ]
+    assert index_state(database) is None
+    assert version_rows(database) == ["0002"]
+    assert any(
+        f"a plain DROP INDEX {INDEX} inside your transaction" in r.getMessage() for r in caplog.records
+    )
+
+
+@pytest.mark.parametrize("backend", backend_params(POSTGRESQL), indirect=True)
 def test_a_callers_autocommit_connection_gets_the_concurrent_build_and_is_handed_back(
     database: Database, with_index: Path
 ) -> None:
