@@ -421,6 +421,34 @@ def test_an_old_transaction_on_another_table_holds_up_the_build_and_is_named(
     assert state.valid
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", backend_params(POSTGRESQL), indirect=True)
+def test_a_revisions_own_ddl_lock_timeout_bounds_its_build_too(database: Database, with_index: Path) -> None:
+    """ddl_lock_timeout declared by the revision holds outside its transaction, then the session's is back."""
+    (with_index / "versions" / "0003_an_index.py").unlink()
+    add_revision(
+        with_index, "0003", "0002", INDEX_REVISION, message="an index", declares="ddl_lock_timeout = 30.0"
+    )
+    engine = create_engine(database.url, pool_size=1, max_overflow=0)
+    try:
+        with engine.connect() as connection:
+            before = connection.exec_driver_sql("SHOW lock_timeout").scalar()
+        with open_write(database) as holder:
+            ends = threading.Timer(2.0, holder.rollback)  # longer than the call's 0.5 s
+            ends.start()
+            try:
+                assert _runner.upgrade(with_index, engine, 30, DDLLimits(0.5, 0)) == "0003"
+            finally:
+                ends.join()
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SHOW lock_timeout").scalar() == before
+    finally:
+        engine.dispose()
+    state = index_state(database)
+    assert state is not None
+    assert state.valid
+
+
 UPGRADE_PROCESS = """
 import math, sys
 from pathlib import Path

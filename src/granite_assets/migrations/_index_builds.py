@@ -3,7 +3,9 @@
 On PostgreSQL an index is built with ``CREATE INDEX CONCURRENTLY``, during which the table's
 writers go on. It cannot run in a transaction, so it runs in Alembic's ``autocommit_block()``:
 Alembic commits the revision's transaction before the block and begins another after it, in
-which the version row is updated. The session-level migration lock outlives both commits.
+which the version row is updated. The session-level migration lock outlives both commits; the
+limits the revision ran under (its own, ``SET LOCAL``, when it declares any) are carried into
+the block for the session, and the session's put back after.
 
 An interrupted build (a lock timeout, a cancelled statement, a killed session) leaves an INVALID
 index of that name, which ``IF NOT EXISTS`` would take for a built one: so the name is looked up
@@ -129,11 +131,13 @@ def _create(operations: Operations, operation: CreateIndexConcurrentlyOp) -> Non
             create(concurrently=False)
         return
     failed: list[Exception] = []
+    limits = backend.limits_in_force(operations.get_bind())  # the revision's own, if it declares any
     try:
         with context.autocommit_block():
             try:
-                if _to_build(operations, backend, index, concurrently=True):
-                    create(concurrently=True)
+                with backend.limits_for_session(operations.get_bind(), limits):
+                    if _to_build(operations, backend, index, concurrently=True):
+                        create(concurrently=True)
             except Exception as exc:
                 failed.append(exc)
                 logger.warning(
@@ -179,7 +183,12 @@ def _drop(operations: Operations, operation: DropIndexConcurrentlyOp) -> None:
         )
         drop(concurrently=False)
         return
-    with context.autocommit_block():
+    if context.as_sql:  # the script runs under the DBA's settings
+        with context.autocommit_block():
+            drop(concurrently=True)
+        return
+    limits = backend.limits_in_force(operations.get_bind())
+    with context.autocommit_block(), backend.limits_for_session(operations.get_bind(), limits):
         drop(concurrently=True)
 
 

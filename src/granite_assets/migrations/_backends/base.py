@@ -425,6 +425,15 @@ class Backend:
         """The other sessions of the database with a transaction open, which a concurrent build waits for."""
         return ()
 
+    def limits_in_force(self, connection: Connection) -> dict[str, str]:
+        """The bounds the statements of ``connection`` run under now, a transaction's own included."""
+        return {}
+
+    @contextmanager
+    def limits_for_session(self, connection: Connection, limits: Mapping[str, str]) -> Iterator[None]:
+        """Run the block, outside any transaction, under ``limits`` (from :meth:`limits_in_force`)."""
+        yield
+
     # -- After a failure -----------------------------------------------------------------------
 
     def aftermath(

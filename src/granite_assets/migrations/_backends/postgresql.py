@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar, Final
@@ -42,6 +42,8 @@ LOCK_KEY: Final = 0x6772616E
 #: granite-assets' own never equals a two-key one, so the two cannot collide.
 HOST_NAMESPACE: Final = 0x686F7374
 _SNAPSHOT_LEVELS = frozenset({"REPEATABLE READ", "SERIALIZABLE"})
+#: The settings that bound a statement's waits and run time.
+_LIMITS = ("lock_timeout", "statement_timeout")
 
 
 @dataclass(frozen=True)
@@ -340,6 +342,27 @@ class PostgreSQLBackend(Backend):
                 except DBAPIError:  # an aborted transaction of the caller's: the settings end with it
                     if not in_transaction:
                         raise
+
+    def limits_in_force(self, connection: Connection) -> dict[str, str]:
+        """``lock_timeout`` and ``statement_timeout`` as they stand, ``SET LOCAL`` by a revision included."""
+        return {name: str(connection.exec_driver_sql(f"SHOW {name}").scalar()) for name in _LIMITS}
+
+    @contextmanager
+    def limits_for_session(self, connection: Connection, limits: Mapping[str, str]) -> Iterator[None]:
+        """Set ``limits`` for the session for the block, then put the session's own back.
+
+        A revision's own limits are ``SET LOCAL`` in its transaction, which ends where a statement
+        must run outside one (``CREATE INDEX CONCURRENTLY``): they are carried over this way.
+        """
+        saved = self.limits_in_force(connection)
+        for name, value in limits.items():
+            _set(connection, name, value, local=False)
+        try:
+            yield
+        finally:
+            if not connection.invalidated:
+                for name, value in saved.items():
+                    _set(connection, name, value, local=False)
 
     def index_named(self, connection: Connection, index: Index) -> ExistingIndex | None:
         """The relation with ``index``'s name in its table's schema, where PostgreSQL puts the index.
