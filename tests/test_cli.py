@@ -257,7 +257,10 @@ def test_unknown_revision_exits_1(database: Database, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("args", "lists"),
-    [([], ["db", "--version"]), (["db"], ["upgrade", "downgrade", "current", "check", "heads", "history"])],
+    [
+        ([], ["db", "--version"]),
+        (["db"], ["upgrade", "downgrade", "stamp", "current", "check", "heads", "history"]),
+    ],
     ids=["no-command", "no-subcommand"],
 )
 def test_no_command_prints_help(tmp_path: Path, args: list[str], lists: list[str]) -> None:
@@ -281,9 +284,17 @@ def test_every_option_help_shows_its_default() -> None:
     """Every option of every command says in its help what happens without it."""
     commands = [
         build_parser().parse_args(["db", *args]).command_parser
-        for args in (["upgrade"], ["downgrade", "base"], ["current"], ["check"], ["heads"], ["history"])
+        for args in (
+            ["upgrade"],
+            ["downgrade", "base"],
+            ["stamp", "base"],
+            ["current"],
+            ["check"],
+            ["heads"],
+            ["history"],
+        )
     ]
-    assert len(commands) == 6
+    assert len(commands) == 7
     options = [a for p in commands for a in p._actions if a.option_strings and a.dest != "help"]
     assert {a.dest for a in options} == {
         "url",
@@ -293,6 +304,8 @@ def test_every_option_help_shows_its_default() -> None:
         "ddl_lock_timeout",
         "ddl_retries",
         "statement_timeout",
+        "format",
+        "wait",
     }
     for option in options:
         assert "(default: " in (option.help or "") or "(no default: " in (option.help or ""), option.dest
