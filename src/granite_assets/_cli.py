@@ -23,7 +23,8 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from granite_assets import migrations
 from granite_assets.migrations._errors import (
@@ -35,6 +36,9 @@ from granite_assets.migrations._errors import (
 from granite_assets.migrations._messages import read_at_the_command_line
 from granite_assets.migrations._passwords import hide_passwords
 from granite_assets.migrations._timeouts import check_ddl_retries, check_lock_timeout, check_statement_timeout
+
+if TYPE_CHECKING:
+    from granite_assets.migrations._runner import Status
 
 EXIT_OK = 0
 EXIT_MIGRATION_ERROR = 1
@@ -297,11 +301,10 @@ def _upgrade_sql(args: argparse.Namespace, url: str) -> int:
         print(f"granite-assets: {note}.", file=sys.stderr)
         header = f"-- granite-assets: {note}.\n"
     script = migrations.upgrade_sql(url, start, target)
-    if not script:
-        at = "head" if target == "head" else target
-        script = f"-- Nothing to do: the database is at {start or 'base'}, {at} is reached already.\n"
-        if start == migrations.head_revision() and target == "head":
-            script = f"-- Nothing to do: {start} is the head revision.\n"
+    if not script and target in {"head", migrations.head_revision()}:
+        script = f"-- Nothing to do: {start} is the head revision.\n"
+    elif not script:
+        script = f"-- Nothing to do: the database is at {target} already.\n"
     print(header + script, end="")
     return EXIT_OK
 
@@ -330,6 +333,20 @@ def _check_waiting(args: argparse.Namespace, url: str) -> int:
     A database that is behind, ahead or unreachable may change while an init container waits (the
     server starts, another process upgrades), so each is read again; other errors end the wait.
     """
+    _say_waiting(args, url)
+    deadline = time.monotonic() + args.wait
+    with _each_warning_once():
+        while True:
+            try:
+                return _run_check_once(url)
+            except (DatabaseBehindError, DatabaseAheadError, DatabaseConnectionError):
+                if time.monotonic() >= deadline:
+                    _say_gave_up(args)
+                    raise
+            time.sleep(min(WAIT_POLL, max(deadline - time.monotonic(), 0.0)))
+
+
+def _say_waiting(args: argparse.Namespace, url: str) -> None:
     from granite_assets.migrations._messages import seconds
     from granite_assets.migrations._urls import display_url, parse_url
 
@@ -338,16 +355,12 @@ def _check_waiting(args: argparse.Namespace, url: str) -> int:
         f"revision {migrations.head_revision()} (or newer, backward-compatible ones).",
         file=sys.stderr,
     )
-    deadline = time.monotonic() + args.wait
-    with _each_warning_once():
-        while True:
-            try:
-                return _run_check_once(url)
-            except (DatabaseBehindError, DatabaseAheadError, DatabaseConnectionError):
-                if time.monotonic() >= deadline:
-                    print(f"Gave up after {seconds(args.wait)}; the last read said:", file=sys.stderr)
-                    raise
-            time.sleep(min(WAIT_POLL, max(deadline - time.monotonic(), 0.0)))
+
+
+def _say_gave_up(args: argparse.Namespace) -> None:
+    from granite_assets.migrations._messages import seconds
+
+    print(f"Gave up after {seconds(args.wait)}; the last read said:", file=sys.stderr)
 
 
 @contextmanager
@@ -388,9 +401,8 @@ def _run_check_once(url: str) -> int:
 def _history_of_database(url: str) -> int:
     """``history --url``: each revision marked ``[X]`` when the database has it, as showmigrations does."""
     from granite_assets.migrations import _runner
-    from granite_assets.migrations._history import bundled_directory
 
-    found = _runner.status(bundled_directory(), url, migrations.DEFAULT_LOCK_TIMEOUT)
+    found = _runner.status(_environment(), url, migrations.DEFAULT_LOCK_TIMEOUT)
     applied = _applied(found)
     head = found.history.head
     for rev in found.history.revisions:
@@ -404,7 +416,7 @@ def _history_of_database(url: str) -> int:
     return EXIT_OK
 
 
-def _applied(found: Any) -> set[str]:
+def _applied(found: Status) -> set[str]:
     """The revisions of this release that the database has."""
     if found.state.startswith("ahead"):
         return {r.revision for r in found.history.revisions}
@@ -413,43 +425,63 @@ def _applied(found: Any) -> set[str]:
 
 def _json(args: argparse.Namespace, url: str) -> int:
     """``--format json``: one document on standard output; for ``check``, the exit code of its state."""
-    from granite_assets.migrations import _runner
-    from granite_assets.migrations._history import bundled_directory, load_history
-
     if args.command == "heads":
         head = migrations.head_revision()
         document: dict[str, Any] = {"format": JSON_FORMAT, "head": head, "heads": [head] if head else []}
         return _emit(document)
     if args.command == "history":
-        found = _runner.status(bundled_directory(), url, migrations.DEFAULT_LOCK_TIMEOUT) if url else None
-        history = found.history if found else load_history(bundled_directory())
-        document = {"format": JSON_FORMAT, "head": history.head, "revisions": []}
+        return _json_history(url)
+    return _json_state(args, url)
+
+
+def _json_history(url: str) -> int:
+    """``history --format json``: every revision, marked applied or not when a URL was given."""
+    from granite_assets.migrations import _runner
+    from granite_assets.migrations._history import load_history
+
+    directory = _environment()
+    found = _runner.status(directory, url, migrations.DEFAULT_LOCK_TIMEOUT) if url else None
+    history = found.history if found else load_history(directory)
+    document: dict[str, Any] = {"format": JSON_FORMAT, "head": history.head, "revisions": []}
+    if found is not None:
+        document["database_revision"] = found.current
+    applied = _applied(found) if found else set()
+    for rev in history.revisions:
+        entry: dict[str, Any] = {
+            "revision": rev.revision,
+            "down_revision": rev.down_revision,
+            "message": rev.message,
+            "backward_compatible": rev.backward_compatible,
+            "head": rev.revision == history.head,
+        }
         if found is not None:
-            document["database_revision"] = found.current
-        applied = _applied(found) if found else set()
-        for rev in history.revisions:
-            entry: dict[str, Any] = {
-                "revision": rev.revision,
-                "down_revision": rev.down_revision,
-                "message": rev.message,
-                "backward_compatible": rev.backward_compatible,
-                "head": rev.revision == history.head,
-            }
-            if found is not None:
-                entry["applied"] = rev.revision in applied
-                entry["current"] = rev.revision == found.current
-            document["revisions"].append(entry)
-        return _emit(document)
-    deadline = time.monotonic() + (getattr(args, "wait", None) or 0)
+            entry["applied"] = rev.revision in applied
+            entry["current"] = rev.revision == found.current
+        document["revisions"].append(entry)
+    return _emit(document)
+
+
+def _json_state(args: argparse.Namespace, url: str) -> int:
+    """``current`` and ``check`` with ``--format json``: the database's state; check exits by it."""
+    from granite_assets.migrations import _runner
+
+    waiting = args.command == "check" and args.wait is not None
+    if waiting:
+        _say_waiting(args, url)
+    deadline = time.monotonic() + (args.wait if waiting else 0)
     with _each_warning_once():
         while True:
             try:
-                found = _runner.status(bundled_directory(), url, migrations.DEFAULT_LOCK_TIMEOUT)
+                found = _runner.status(_environment(), url, migrations.DEFAULT_LOCK_TIMEOUT)
             except DatabaseConnectionError:
-                if args.command != "check" or time.monotonic() >= deadline:
+                if time.monotonic() >= deadline:
+                    if waiting:
+                        _say_gave_up(args)
                     raise
             else:
-                if args.command != "check" or found.verdict is None or time.monotonic() >= deadline:
+                if found.verdict is None or args.command != "check" or time.monotonic() >= deadline:
+                    if waiting and found.verdict is not None:
+                        _say_gave_up(args)
                     break
             time.sleep(min(WAIT_POLL, max(deadline - time.monotonic(), 0.0)))
     _emit(
@@ -468,6 +500,12 @@ def _json(args: argparse.Namespace, url: str) -> int:
     if args.command == "check" and found.verdict is not None:
         raise found.verdict
     return EXIT_OK
+
+
+def _environment() -> Path:
+    """The bundled Alembic environment, looked up through the package (where the tests replace it)."""
+    directory: Path = migrations.bundled_directory()  # type: ignore[attr-defined]
+    return directory
 
 
 def _emit(document: dict[str, Any]) -> int:
