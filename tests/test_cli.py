@@ -195,9 +195,13 @@ def test_lock_timeout_option(database: Database, tmp_path: Path) -> None:
 
 
 def test_offline_sql(database: Database, tmp_path: Path) -> None:
-    """upgrade --sql and downgrade --sql --from print only SQL, with no password, and touch nothing."""
+    """upgrade --sql (reading the database) and downgrade --sql --from print only SQL, and no password."""
     password = new_password()
-    url = database.url.set(password=password).render_as_string(hide_password=False)
+    with url_with_password(database, password) as url:
+        _offline_sql(database, tmp_path, url, password)
+
+
+def _offline_sql(database: Database, tmp_path: Path, url: str, password: str) -> None:
     before = snapshot(database)
     run = granite_assets(tmp_path, "db", "upgrade", "--sql", "--url", url, secret=password)
     assert run.code == EXIT_OK, run.err

@@ -200,6 +200,9 @@ def _checked(args: argparse.Namespace) -> str | None:
     if args.command != "history":  # history reads a database only when told which
         url = url or os.environ.get(URL_VARIABLE)
     offline = getattr(args, "sql", False)
+    revision = getattr(args, "revision", None) or ""
+    if "://" in revision:  # a URL typed without --url: say so, rather than call it an unknown revision
+        usage.error(f"{revision} is a database URL, not a revision: pass it with --url")
     if getattr(args, "url", None) == "":  # an unset variable in `--url "$URL"`, most likely
         usage.error(f"--url is empty: pass a database URL, or leave --url out to use ${URL_VARIABLE}")
     if hasattr(args, "url") and not url and args.command != "history":
