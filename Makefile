@@ -104,5 +104,5 @@ docs-check: docs ## Render the built docs in headless Chromium at 390 and 1280 p
 	$(UV) run --quiet --extra db --group dev --group browser python scripts/check_docs_layout.py docs/_build/html
 
 .PHONY: bench
-bench: $(VENV)/.installed ## Measure the no-op path, full upgrades, imports and the CLI (prints ratios; BENCH_ARGS=--quick)
+bench: $(VENV)/.installed ## Measure the no-op path, full upgrades, imports, the CLI, host waits (prints ratios; BENCH_ARGS=--quick)
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)

@@ -6,6 +6,13 @@ ever asserted on: the output says whether each target is met, for a person to re
 
     python benchmarks/bench.py                        # everything (make bench)
     python benchmarks/bench.py --quick --sizes 1 --backends sqlite
+    python benchmarks/bench.py --sizes 1 --backends postgresql,mysql
+
+On PostgreSQL and MariaDB it also measures what a blocked revision costs the host: while a
+session of the host holds a transaction on a table, a revision alters it and a third session
+queries it over and over; the table gives the longest wait of those queries, under plain Alembic
+and under upgrade_to_head's default ddl_lock_timeout. That is a behaviour, measured once per
+backend rather than a median: plain Alembic's wait is the blocker's life.
 
 Each history size N is a temporary copy of the bundled environment holding N revisions (the
 baseline and N-1 generated empty ones). Servers come from the same variables as the tests:
@@ -22,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -39,6 +47,7 @@ from granite_assets.migrations import _runner
 from granite_assets.migrations._history import bundled_directory
 from granite_assets.migrations._manifest import write_manifest
 from granite_assets.migrations._names import VERSION_TABLE
+from granite_assets.migrations._timeouts import DEFAULT_DDL_LOCK_TIMEOUT
 
 TARGETS = {
     "noop_vs_floor": 1.5,
@@ -67,6 +76,40 @@ def upgrade() -> None:
 def downgrade() -> None:
     """Revert this revision."""
 '''
+
+#: The table the blocked revision alters, and the revisions that make it and alter it.
+BLOCKED_TABLE = "granite_assets_bench_item"
+BLOCKED_REVISIONS = {
+    "0002": (
+        f'op.create_table("{BLOCKED_TABLE}", sa.Column("id", sa.Integer, primary_key=True))\n'
+        f'    op.execute("INSERT INTO {BLOCKED_TABLE} (id) VALUES (1)")'
+    ),
+    "0003": f'op.add_column("{BLOCKED_TABLE}", sa.Column("note", sa.String(40), nullable=True))',
+}
+BLOCKED_REVISION_TEMPLATE = '''"""bench revision {rev}"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "{rev}"
+down_revision = "{down}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    """Apply this revision."""
+    {body}
+
+
+def downgrade() -> None:
+    """Revert this revision."""
+'''
+#: How long the host's blocking transaction lives: well past the default ddl_lock_timeout.
+BLOCKER_LIFE = 8.0
+QUICK_BLOCKER_LIFE = 4.0
+#: The longest a host query may wait under the default bound, with room for the query itself.
+WAIT_TARGET = DEFAULT_DDL_LOCK_TIMEOUT + 0.5
 
 # Runs the CLI against a copy of the environment instead of the bundled one.
 CLI_ON_COPY = (
@@ -167,13 +210,16 @@ def floor(url: str) -> None:
     engine.dispose()
 
 
-def plain_alembic(directory: Path, url: str) -> None:
-    """Alembic's own ``command.upgrade(config, "head")`` on the same revisions and version table."""
+def plain_alembic(directory: Path, url: str, revision: str = "head") -> None:
+    """Alembic's own ``command.upgrade(config, revision)`` on the same revisions and version table.
+
+    Alembic bounds no wait for a table lock: a blocked ``ALTER`` waits as long as the server lets it.
+    """
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
             config = _runner.alembic_config(directory, connection)
-            command.upgrade(config, "head")
+            command.upgrade(config, revision)
             connection.commit()
     finally:
         engine.dispose()
@@ -350,7 +396,102 @@ def run(options: Options) -> None:
         ["import", "ms", "imports SQLAlchemy or Alembic"],
         imports,
     )
-    print(verdict_legend(options, noop_rows + full_rows + cli_rows))
+    wait_rows = host_wait_rows(options)
+    if wait_rows:
+        print_table(
+            "Longest host query wait behind a blocked revision (s)",
+            ["backend", "blocker lived", "plain Alembic", "upgrade_to_head", f"bounded (<={WAIT_TARGET:g})"],
+            wait_rows,
+        )
+    print(verdict_legend(options, noop_rows + full_rows + cli_rows + wait_rows))
+
+
+def host_wait_rows(options: Options) -> list[list[str]]:
+    """Per server backend, the host's longest query wait behind a blocked revision: no bound, the default."""
+    life = QUICK_BLOCKER_LIFE if options.quick else BLOCKER_LIFE
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="granite-assets-bench-") as tmp:
+        scratch = Path(tmp)
+        directory = blocked_environment(scratch)
+        for backend in (b for b in options.backends if b in SERVERS):
+            server = Server(backend, scratch)
+            waits = {
+                "alembic": host_wait(server, directory, partial(plain_alembic, directory), life),
+                "ours": host_wait(server, directory, partial(ours, directory), life),
+            }
+            rows.append(
+                [
+                    backend,
+                    f"{life:.1f}",
+                    f"{waits['alembic']:.2f}",
+                    f"{waits['ours']:.2f}",
+                    "ok" if waits["ours"] <= WAIT_TARGET else "MISSED",
+                ]
+            )
+    return rows
+
+
+def blocked_environment(parent: Path) -> Path:
+    """A copy of the bundled environment whose 0002 makes a table with a row and whose 0003 alters it."""
+    directory = parent / "env-blocked"
+    shutil.copytree(bundled_directory(), directory, ignore=shutil.ignore_patterns("__pycache__"))
+    down = "0001"
+    for rev, body in BLOCKED_REVISIONS.items():
+        (directory / "versions" / f"{rev}_bench.py").write_text(
+            BLOCKED_REVISION_TEMPLATE.format(rev=rev, down=down, body=body)
+        )
+        down = rev
+    write_manifest(directory)
+    return directory
+
+
+def host_wait(server: Server, directory: Path, migrate: Callable[[str], object], life: float) -> float:
+    """The host's longest query on the table while ``migrate`` runs 0003 behind a blocker of ``life`` s."""
+    with server.database() as url:
+        plain_alembic(directory, url, "0002")
+        engine = create_engine(url, poolclass=NullPool)
+        try:
+            with engine.connect() as blocker:
+                blocker.execute(text(f"SELECT * FROM {BLOCKED_TABLE}")).fetchall()
+                ends = threading.Timer(life, blocker.rollback)
+                with HostQueries(url) as host:
+                    ends.start()
+                    time.sleep(0.2)
+                    migrate(url)
+                ends.join()
+        finally:
+            engine.dispose()
+        return host.longest
+
+
+class HostQueries:
+    """The host's traffic: a session querying the blocked table over and over, timing each query."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.longest = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        engine = create_engine(self.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as connection:
+                while not self._stop.is_set():
+                    started = time.perf_counter()
+                    connection.execute(text(f"SELECT count(*) FROM {BLOCKED_TABLE}")).scalar()
+                    self.longest = max(self.longest, time.perf_counter() - started)
+                    time.sleep(0.02)
+        finally:
+            engine.dispose()
+
+    def __enter__(self) -> HostQueries:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def verdict_legend(options: Options, rows: list[list[str]]) -> str:
@@ -358,7 +499,7 @@ def verdict_legend(options: Options, rows: list[list[str]]) -> str:
     missed = sum("MISSED" in cell for row in rows for cell in row)
     lines = [
         "",
-        "Each ratio is followed by its verdict: ok when it meets the target in its column's header,",
+        "Each ratio, and each bounded wait, has a verdict: ok when it meets the target in its header,",
         "MISSED when it does not. The exit code is 0 either way: timings are for a person to read.",
     ]
     if options.quick:

@@ -323,10 +323,15 @@ def add_revision(
     *,
     message: str | None = None,
     manifest: bool = True,
+    declares: str = "",
 ) -> Path:
-    """Write a revision file into ``directory/versions``; regenerate the manifest unless told not to."""
+    """Write a revision file into ``directory/versions``; regenerate the manifest unless told not to.
+
+    ``declares`` holds module-level lines of the revision's own, such as ``ddl_lock_timeout = 30.0``.
+    """
     body_up = "\n".join("    " + line for line in upgrade.splitlines())
     body_down = "\n".join("    " + line for line in downgrade.splitlines())
+    own_lines = f"{declares}\n" if declares else ""
     path = directory / "versions" / f"{revision}_{(message or 'test').replace(' ', '_')}.py"
     path.write_text(
         f'''"""{message or "test revision " + revision}"""
@@ -338,7 +343,7 @@ revision = {revision!r}
 down_revision = {down_revision!r}
 branch_labels = None
 depends_on = None
-
+{own_lines}
 
 def upgrade() -> None:
 {body_up}

@@ -263,7 +263,7 @@ def test_unknown_revision_exits_1(database: Database, tmp_path: Path) -> None:
     ("args", "lists"),
     [
         ([], ["db", "--version"]),
-        (["db"], ["upgrade", "downgrade", "stamp", "current", "check", "heads", "history"]),
+        (["db"], ["upgrade", "downgrade", "stamp", "current", "check", "grants", "heads", "history"]),
     ],
     ids=["no-command", "no-subcommand"],
 )
@@ -294,11 +294,12 @@ def test_every_option_help_shows_its_default() -> None:
             ["stamp", "base"],
             ["current"],
             ["check"],
+            ["grants", "--role", "app"],
             ["heads"],
             ["history"],
         )
     ]
-    assert len(commands) == 7
+    assert len(commands) == 8
     options = [a for p in commands for a in p._actions if a.option_strings and a.dest != "help"]
     assert {a.dest for a in options} == {
         "url",
@@ -310,6 +311,10 @@ def test_every_option_help_shows_its_default() -> None:
         "statement_timeout",
         "format",
         "wait",
+        "role",
+        "dialect",
+        "owner",
+        "read_only",
     }
     for option in options:
         assert "(default: " in (option.help or "") or "(no default: " in (option.help or ""), option.dest

@@ -31,6 +31,9 @@ SAMPLES = [
     migrations.DDLLockTimeoutError(
         "0003 waited", revision="0003", blockers=["pid 42 (idle)"], attempts=6, applied=["ALTER TABLE"]
     ),
+    migrations.InsufficientPrivilegeError(
+        "may not change the schema", revision="0002", login="app", statement="CREATE TABLE granite_assets_x ("
+    ),
     migrations.UnknownRevisionError("no such revision"),
     migrations.UnsupportedConnectionError("pass the engine"),
 ]

@@ -4,9 +4,10 @@ Results (a revision, the SQL script) go to standard output, and everything else 
 warnings, errors, help asked for by mistake) to standard error, so that output redirected to a
 file holds only the result: ``granite-assets db upgrade --sql > upgrade.sql`` is pure SQL.
 
-Exit codes: 0 success, 1 migration error, 2 usage error (no command included), 3 database behind
-(``check``; ``downgrade`` to a revision above the database's; ``upgrade`` to one below it), 4
-database ahead of this release by a revision that is not backward compatible (``check``).
+Exit codes: 0 success, 1 migration error (a login that may not change the schema included), 2 usage
+error (no command included), 3 database behind (``check``; ``downgrade`` to a revision above the
+database's; ``upgrade`` to one below it), 4 database ahead of this release by a revision that is
+not backward compatible (``check``).
 
 ``--format json`` documents are versioned by their ``"format"`` key (:data:`JSON_FORMAT`); a change
 that could break a reader raises it.
@@ -47,7 +48,8 @@ EXIT_BEHIND = 3
 EXIT_AHEAD = 4
 URL_VARIABLE = "GRANITE_ASSETS_DATABASE_URL"
 SHELL_UPGRADE = "granite-assets db upgrade"
-DB_COMMANDS = ("upgrade", "downgrade", "stamp", "current", "check", "heads", "history")
+DB_COMMANDS = ("upgrade", "downgrade", "stamp", "current", "check", "grants", "heads", "history")
+GRANT_DIALECTS = ("postgresql", "mysql", "mariadb")
 JSON_FORMAT = 1
 WAIT_POLL = 0.5  # seconds between the reads of check --wait
 
@@ -148,6 +150,39 @@ def build_parser() -> argparse.ArgumentParser:
         "unreachable database is read again too (default: read once)",
     )
     output_format(check)
+    grants = command(
+        "grants",
+        "Print the GRANT statements that give the application's database user what it needs on "
+        "granite-assets' tables, and no right to create or alter them.",
+    )
+    grants.add_argument(
+        "--role",
+        required=True,
+        type=_role,
+        metavar="NAME",
+        help="the database user the application runs as, NAME or on MariaDB and MySQL NAME@HOST "
+        "(no default: required)",
+    )
+    grants.add_argument(
+        "--dialect",
+        choices=GRANT_DIALECTS,
+        help="write the statements for this database without connecting, for the tables this release "
+        "creates (default: read the tables from the database of the URL)",
+    )
+    grants.add_argument(
+        "--owner",
+        type=_role,
+        metavar="NAME",
+        help="PostgreSQL: the migration user, whose future tables the default privileges cover "
+        "(default: the owner of granite-assets' version table, else the URL's user; with --dialect, "
+        "the user who runs the statements)",
+    )
+    grants.add_argument(
+        "--read-only",
+        action="store_true",
+        help="grant SELECT only (default: also INSERT, UPDATE and DELETE on granite-assets' tables other "
+        "than its own records)",
+    )
     output_format(command("heads", "Print the newest revision this release ships.", url=False))
     history = command("history", "List the revisions this release ships, oldest first.", url=False)
     history.add_argument(
@@ -205,13 +240,18 @@ def _checked(args: argparse.Namespace) -> str | None:
         usage.error(f"{revision} is a database URL, not a revision: pass it with --url")
     if getattr(args, "url", None) == "":  # an unset variable in `--url "$URL"`, most likely
         usage.error(f"--url is empty: pass a database URL, or leave --url out to use ${URL_VARIABLE}")
+    if getattr(args, "dialect", None) is not None:  # grants without a database
+        if getattr(args, "url", None):
+            usage.error("--url and --dialect go apart: --dialect writes the statements without a database")
+        return None
     if hasattr(args, "url") and not url and args.command != "history":
         if os.environ.get("DATABASE_URL"):  # the application's, most likely: never migrated by accident
             usage.error(
                 f"no database URL: DATABASE_URL is set, but granite-assets deliberately does not read it "
                 f"(it may name another database than the one you mean); pass --url or set ${URL_VARIABLE}"
             )
-        usage.error(f"no database URL: pass --url or set ${URL_VARIABLE}")
+        also = ", or name the database's dialect with --dialect" if args.command == "grants" else ""
+        usage.error(f"no database URL: pass --url or set ${URL_VARIABLE}{also}")
     if offline and args.lock_timeout is not None:
         usage.error("--lock-timeout goes without --sql: offline SQL takes no lock")
     if offline and (args.ddl_lock_timeout, args.ddl_retries, args.statement_timeout) != (None, None, None):
@@ -242,6 +282,8 @@ def _run(args: argparse.Namespace, url: str) -> int:
         print(migrations.current_revision(url) or "(none)")
     elif args.command == "check":
         _run_check_once(url)
+    elif args.command == "grants":
+        print(_grants(args, url), end="")
     elif args.command == "upgrade":
         print(f"at {migrations.upgrade_to_head(url, lock_timeout=args.lock_timeout, **_ddl_limits(args))}")
     elif args.sql:
@@ -516,6 +558,19 @@ def _emit(document: dict[str, Any]) -> int:
     return EXIT_OK
 
 
+def _grants(args: argparse.Namespace, url: str) -> str:
+    """The statements of ``db grants``; a role the backend cannot take is a usage error (exit 2)."""
+    try:
+        return migrations.grants_sql(
+            args.dialect or url, args.role, owner=args.owner, read_only=args.read_only
+        )
+    except ValueError as exc:
+        if isinstance(exc, MigrationError):
+            raise
+        usage: argparse.ArgumentParser = args.command_parser
+        usage.error(str(exc))
+
+
 def _ddl_limits(args: argparse.Namespace) -> dict[str, Any]:
     """The table-lock bounds the options name; those left out keep the library's defaults."""
     given = {
@@ -541,6 +596,16 @@ def _statement_seconds(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected more than 0 seconds, or inf, not {text!r}") from None
     return math.inf if checked is None else checked
+
+
+def _role(text: str) -> str:
+    """Parse ``--role`` and ``--owner``: a name a GRANT may give privileges to."""
+    from granite_assets.migrations._privileges import check_role
+
+    try:
+        return check_role(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _seconds(text: str) -> float:

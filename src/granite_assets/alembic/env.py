@@ -3,7 +3,8 @@
 Alembic loads this file; library code never imports it. It serves three callers:
 
 - :mod:`granite_assets.migrations`, which passes a live connection in
-  ``config.attributes["connection"]`` (or a dialect URL for offline SQL);
+  ``config.attributes["connection"]`` and the call's limits in ``granite_assets_limits`` (or a
+  dialect URL for offline SQL);
 - maintainers running the ``alembic`` command with ``alembic.ini``, on the database named with
   ``-x url=...`` or, with none named, on a scratch SQLite database brought to head, which is what
   ``revision --autogenerate`` and ``check`` need;
@@ -38,6 +39,7 @@ from granite_assets.migrations._history import History, load_history
 from granite_assets.migrations._manifest import write_manifest
 from granite_assets.migrations._names import COMPATIBILITY_TABLE, LOGGER_NAME, TABLE_PREFIX, VERSION_TABLE
 from granite_assets.migrations._naming import names_without_prefix, refusal
+from granite_assets.migrations._revision_limits import revisions_bounded
 from granite_assets.models import Base
 
 if TYPE_CHECKING:
@@ -169,11 +171,15 @@ def run_migrations_offline() -> None:
 
 
 def run_on(connection: Connection) -> None:
-    """Run the requested command on ``connection``, with the compatibility record made current first."""
+    """Run the requested command on ``connection``, with the compatibility record made current first.
+
+    A revision that declares it needs longer limits than the call's gets them while it runs.
+    """
     configure(connection)
     current = context.get_context().get_current_revision()
     config.attributes["granite_assets_keeps_record"] = _compatibility.ensure(connection, history(), current)
-    with context.begin_transaction():
+    limits = config.attributes.get("granite_assets_limits")
+    with revisions_bounded(context.script, history(), connection, limits), context.begin_transaction():
         context.run_migrations()
 
 

@@ -27,6 +27,8 @@ depends_on: str | Sequence[str] | None = ${repr(depends_on)}
 % endfor
 backward_compatible: bool = ${repr(proposal.backward_compatible if proposal else False)}
 
+# If it needs longer than the call's limits, declare ddl_lock_timeout and statement_timeout (seconds).
+
 
 def upgrade() -> None:
     """Apply this revision."""

@@ -22,6 +22,7 @@ from granite_assets.migrations._errors import (
     DatabaseBehindError,
     DatabaseConnectionError,
     DDLLockTimeoutError,
+    InsufficientPrivilegeError,
     InvalidURLError,
     InvalidVersionTableError,
     MigrationError,
@@ -50,6 +51,7 @@ __all__ = [
     "DatabaseAheadError",
     "DatabaseBehindError",
     "DatabaseConnectionError",
+    "InsufficientPrivilegeError",
     "InvalidURLError",
     "InvalidVersionTableError",
     "MigrationError",
@@ -63,6 +65,7 @@ __all__ = [
     "current_revision",
     "downgrade",
     "downgrade_sql",
+    "grants_sql",
     "head_revision",
     "include_name",
     "migration_lock",
@@ -134,11 +137,11 @@ def upgrade_to_head(
         ddl_lock_timeout: Seconds each statement of a revision may wait for a table lock that
             another session holds (a long query, a transaction left open): the longest your
             application's queries on that table can queue behind it. A revision that times out
-            is rolled back and tried again; ``math.inf`` waits without limit. See
-            :ref:`live-database`.
+            is rolled back and tried again; ``math.inf`` waits without limit. A revision that
+            declares it needs longer gets its own while it runs. See :ref:`live-database`.
         ddl_retries: How many more times such a revision is tried, after a growing pause.
-        statement_timeout: Seconds each statement may run (PostgreSQL, MariaDB); ``None`` leaves
-            the session's own setting.
+        statement_timeout: Seconds each statement may run (PostgreSQL, MariaDB), or longer for a
+            revision that declares it needs longer; ``None`` leaves the session's own setting.
 
     Returns:
         The revision the database is at: the head of the bundled history, or a newer revision
@@ -159,8 +162,8 @@ def upgrade_to_head(
         InvalidVersionTableError: The version table holds more than one row or an empty
             revision, or is another tool's.
         MigrationLockTimeoutError: Another process held the lock for ``lock_timeout`` seconds.
-        DDLLockTimeoutError: A revision waited longer than ``ddl_lock_timeout`` for a table lock
-            on every try; the error names the sessions that held it.
+        DDLLockTimeoutError: A revision waited longer than ``ddl_lock_timeout`` (or its own,
+            longer, one) for a table lock on every try; the error names the sessions that held it.
         MigrationFailedError: A revision (or the version-table bookkeeping) failed.
         ValueError: A timeout or ``ddl_retries`` is not one described above.
     """
@@ -401,6 +404,66 @@ def downgrade_sql(url_or_dialect: str | URL, from_revision: str, revision: str) 
 
         return _runner.offline_sql(
             bundled_directory(), url_or_dialect, from_revision, revision, downgrade=True
+        )
+
+
+def grants_sql(
+    target: str | URL | Engine | Connection,
+    role: str,
+    *,
+    owner: str | None = None,
+    read_only: bool = False,
+) -> str:
+    """Return the SQL that gives a runtime login what it needs on granite-assets' tables, and no more.
+
+    For deployments that migrate with one database user and run the application with another,
+    which may not create or alter tables (see :ref:`two-users`). The role gets ``SELECT`` on
+    granite-assets' own records (its version table), and ``SELECT``, ``INSERT``, ``UPDATE`` and
+    ``DELETE`` on its other tables (``SELECT`` only with ``read_only``); it may then run
+    :func:`check_up_to_date`, :func:`current_revision`, :func:`require_revision` and a
+    :func:`upgrade_to_head` that finds nothing to do, and use the tables. The statements are
+    returned, never run: run them as a superuser, or as the owner of the tables.
+
+    - PostgreSQL: ``USAGE`` on the schema, a ``GRANT`` on each table, and ``ALTER DEFAULT
+      PRIVILEGES`` for the tables the migration user creates later. Default privileges cannot be
+      limited to names that start with ``granite_assets_``: they cover every table the migration
+      user creates in that schema, and a comment in the script says so.
+    - MariaDB and MySQL: a ``GRANT`` on each table. They have no default privileges, and grant
+      nothing on a table that does not exist yet: run this again after an upgrade that adds one.
+
+    Args:
+        target: A database URL, ``Engine`` or ``Connection``, whose granite-assets tables are
+            listed with ``SELECT`` statements alone (run it as the migration user, who may see
+            them all); or a dialect's name (``"postgresql"``, ``"mysql"``), for the tables this
+            release creates, without connecting.
+        role: The login the application runs as, as the server names it: a role on PostgreSQL
+            (quoted where it needs to be), ``NAME`` or ``NAME@HOST`` on MariaDB and MySQL.
+        owner: PostgreSQL only: the migration user, whose future tables the default privileges
+            cover. By default, the owner of granite-assets' version table, else the URL's login;
+            given a dialect's name, the role that runs the statements.
+        read_only: Grant ``SELECT`` only, on every table.
+
+    Returns:
+        The statements, one to a line (a long one over two), with ``--`` comments that say what
+        they cover.
+
+    Raises:
+        ValueError: ``role`` is empty, ``PUBLIC``, longer than PostgreSQL allows, or the owner of
+            the tables itself; or ``owner`` was given for MariaDB or MySQL.
+        InvalidURLError: The database is SQLite, which has no logins, or one granite-assets
+            writes no grants for.
+        MigrationError: For a bad URL or an unreachable database, as :func:`upgrade_to_head`.
+    """
+    with _db_extra():
+        from granite_assets.migrations import _grants
+
+        return _grants.grants_sql(
+            bundled_directory(),
+            target,
+            role,
+            owner=owner,
+            read_only=read_only,
+            lock_timeout=DEFAULT_LOCK_TIMEOUT,
         )
 
 

@@ -72,9 +72,7 @@ def ensure(connection: Connection, history: History, current: str | None) -> boo
     migration lock, before any revision; in the connection's transaction when one is open, else
     in one of its own.
     """
-    if not any(r.backward_compatible for r in history.revisions) and not has_table(
-        connection, COMPATIBILITY_TABLE
-    ):
+    if not any(r.backward_compatible for r in history.revisions) and not _visible(connection):
         return False
     if connection.in_transaction():
         _ensure(connection, history, current)
@@ -82,6 +80,21 @@ def ensure(connection: Connection, history: History, current: str | None) -> boo
         with connection.begin():
             _ensure(connection, history, current)
     return True
+
+
+def _visible(connection: Connection) -> bool:
+    """Tell whether the record's table exists, as far as this login may see.
+
+    MariaDB refuses to describe a table the login has no privilege on, whether or not it
+    exists; such a login (the application's, say) cannot keep the record, and its migration is
+    refused at its first change, whose statement then says more than this look would.
+    """
+    try:
+        return has_table(connection, COMPATIBILITY_TABLE)
+    except DBAPIError as exc:
+        if backend_for(connection.dialect.name).insufficient_privilege.matches(exc.orig):
+            return False
+        raise
 
 
 def _ensure(connection: Connection, history: History, current: str | None) -> None:

@@ -155,6 +155,9 @@ class MigrationFailedError(MigrationError):
 class DDLLockTimeoutError(MigrationFailedError):
     """A revision waited longer than ``ddl_lock_timeout`` for a table lock, on every try.
 
+    The bound is the call's, or the revision's own when it declares a longer one; the message
+    gives the one it had.
+
     Other sessions held locks on granite-assets' tables (a long query, a transaction left open).
     Each wait was bounded, so the host's own queries on those tables never queued behind the
     revision for longer than that.
@@ -181,6 +184,38 @@ class DDLLockTimeoutError(MigrationFailedError):
         self.blockers = tuple(blockers)
         self.attempts = attempts
         self.applied = tuple(applied)
+
+
+class InsufficientPrivilegeError(MigrationFailedError):
+    """The database login may not do what the call needs: change the schema, or read granite-assets' tables.
+
+    Deployments often migrate with one database user and run the application with another, which
+    may read and write rows but not create or alter tables. Such a login can check the schema
+    (:func:`check_up_to_date`, :func:`current_revision`) and run an upgrade that finds nothing to
+    do; an upgrade with revisions pending is refused by the database, and this says so, with what
+    the refusal left behind. Run the upgrade as the migration user instead.
+
+    Raised too when the login may not read granite-assets' version table (or, on PostgreSQL, use
+    the schema it is in): ``granite-assets db grants`` prints what to grant.
+
+    Attributes:
+        revision: The revision that was refused, or ``None`` when the refusal came from the
+            version-table bookkeeping or a read.
+        login: The database user whose privileges the server checked, as the server names it
+            (``app`` on PostgreSQL, ``app@%`` on MariaDB), when known.
+        statement: The first line of the statement the database refused, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        revision: str | None = None,
+        login: str | None = None,
+        statement: str | None = None,
+    ) -> None:
+        super().__init__(message, revision)
+        self.login = login
+        self.statement = statement
 
 
 class UnknownRevisionError(MigrationError, ValueError):

@@ -13,15 +13,21 @@ history is read from the revision files instead and a warning says to regenerate
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
+from typing import Final
 
 from granite_assets.migrations._errors import MigrationError
 from granite_assets.migrations._names import logger
 
 MANIFEST_NAME = "revisions.json"
+#: The limits a revision file may declare at module level, in seconds: what the revision needs at least.
+DECLARED_LIMITS: Final = ("ddl_lock_timeout", "statement_timeout")
+#: How the manifest writes ``math.inf``, which JSON has no portable spelling for.
+NO_LIMIT: Final = "inf"
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,10 @@ class Revision:
             this revision keeps working after it, so that it may run against a database this
             revision migrated: true only of additions (the revision file's module-level
             ``backward_compatible``; absent means ``False``). See :ref:`expand-contract`.
+        ddl_lock_timeout: The seconds each of its statements needs to be allowed to wait for a table
+            lock at least, when it declares that (``math.inf``: without limit); ``None`` otherwise.
+        statement_timeout: The seconds each of its statements needs to be allowed to run at least,
+            when it declares that (``math.inf``: without limit); ``None`` otherwise.
     """
 
     revision: str
@@ -44,6 +54,8 @@ class Revision:
     message: str
     file: str
     backward_compatible: bool = False
+    ddl_lock_timeout: float | None = None
+    statement_timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -135,24 +147,57 @@ _ENTRY_TYPES: dict[str, tuple[type, ...]] = {
 
 
 def parse_manifest(text: str, path: Path) -> History:
-    """The history a manifest's text describes; a :class:`MigrationError` if it is malformed."""
+    """The history a manifest's text describes; a :class:`MigrationError` if it is malformed.
+
+    The declared limits are optional keys, written only for a revision that declares them: a
+    manifest older than them is read as declaring none.
+    """
     try:
         entries = json.loads(text)["revisions"]
         if not isinstance(entries, list):
             raise TypeError("revisions is not a list")  # noqa: TRY301 - reported below like the rest
         revisions = []
         for entry in entries:
-            if set(entry) != set(_ENTRY_TYPES) or not all(
-                isinstance(entry[key], types) for key, types in _ENTRY_TYPES.items()
+            if (
+                not isinstance(entry, dict)
+                or not set(_ENTRY_TYPES) <= set(entry) <= {*_ENTRY_TYPES, *DECLARED_LIMITS}
+                or not all(isinstance(entry[key], types) for key, types in _ENTRY_TYPES.items())
             ):
                 raise TypeError(f"unexpected entry {entry!r}")  # noqa: TRY301
-            revisions.append(Revision(**entry))
+            limits = {key: _manifest_limit(entry[key], entry) for key in DECLARED_LIMITS if key in entry}
+            revisions.append(Revision(**{**entry, **limits}))
     except (ValueError, TypeError, KeyError) as exc:
         raise MigrationError(
             f"The revision manifest {path} is malformed ({type(exc).__name__}: {exc}). "
             "Maintainers: regenerate it with `make migrate-manifest`."
         ) from None
     return History(tuple(revisions))
+
+
+def _manifest_limit(value: object, entry: dict[str, object]) -> float:
+    """A declared limit as the manifest writes it: a number above 0, or ``"inf"``."""
+    if value == NO_LIMIT:
+        return math.inf
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise TypeError(f"unexpected entry {entry!r}")
+    return float(value)
+
+
+def declared_limit(revision: str, name: str, value: object) -> float | None:
+    """A limit a revision file declares, in seconds (``None``: it declares none); else a MigrationError."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value) or value <= 0:
+        raise MigrationError(
+            f"Revision {revision} sets {name} = {value!r}; it must be a number, more than 0 seconds "
+            "(math.inf for no limit)."
+        )
+    return float(value)
 
 
 def history_from_scripts(directory: Path) -> History:
@@ -182,6 +227,12 @@ def history_from_scripts(directory: Path) -> History:
                 message=(sc.doc or "").strip(),
                 file=Path(sc.path).name,
                 backward_compatible=compatible,
+                ddl_lock_timeout=declared_limit(
+                    sc.revision, "ddl_lock_timeout", getattr(sc.module, "ddl_lock_timeout", None)
+                ),
+                statement_timeout=declared_limit(
+                    sc.revision, "statement_timeout", getattr(sc.module, "statement_timeout", None)
+                ),
             )
         )
     return History(tuple(reversed(chain)))

@@ -8,13 +8,17 @@ files. The runtime only reads it (:mod:`granite_assets.migrations._history`).
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 from granite_assets.migrations._errors import MigrationError
 from granite_assets.migrations._history import (
+    DECLARED_LIMITS,
     MANIFEST_NAME,
+    NO_LIMIT,
     History,
+    Revision,
     forget,
     history_from_scripts,
     parse_manifest,
@@ -27,19 +31,23 @@ _MANIFEST_NOTE = (
 
 def manifest_data(history: History) -> dict[str, Any]:
     """The JSON document the manifest holds for ``history``."""
-    return {
-        "note": _MANIFEST_NOTE,
-        "revisions": [
-            {
-                "revision": r.revision,
-                "down_revision": r.down_revision,
-                "message": r.message,
-                "file": r.file,
-                "backward_compatible": r.backward_compatible,
-            }
-            for r in history.revisions
-        ],
+    return {"note": _MANIFEST_NOTE, "revisions": [_entry(r) for r in history.revisions]}
+
+
+def _entry(revision: Revision) -> dict[str, Any]:
+    """A revision's manifest entry: its declared limits only when it declares them, infinity as "inf"."""
+    entry: dict[str, Any] = {
+        "revision": revision.revision,
+        "down_revision": revision.down_revision,
+        "message": revision.message,
+        "file": revision.file,
+        "backward_compatible": revision.backward_compatible,
     }
+    for name in DECLARED_LIMITS:
+        value: float | None = getattr(revision, name)
+        if value is not None:
+            entry[name] = NO_LIMIT if math.isinf(value) else value
+    return entry
 
 
 def write_manifest(directory: Path) -> History:
@@ -62,7 +70,10 @@ def manifest_problems(directory: Path) -> list[str]:
         written = manifest_data(parse_manifest(text, path))
     except MigrationError as exc:
         return [str(exc)]
-    expected = manifest_data(history_from_scripts(directory))
+    try:
+        expected = manifest_data(history_from_scripts(directory))
+    except MigrationError as exc:  # a revision file declares a value it may not: say which
+        return [str(exc)]
     if written == expected and json.loads(text).get("note") == expected["note"]:
         return []
     have = {e["revision"]: e for e in written.get("revisions", [])}
@@ -76,13 +87,21 @@ def manifest_problems(directory: Path) -> list[str]:
 
 
 def _entry_problems(revision: str, have: dict[str, Any], want: dict[str, Any]) -> list[str]:
-    """How a manifest entry differs from its revision file, the flag older releases rely on first."""
-    problems = []
-    if have["backward_compatible"] != want["backward_compatible"]:
-        problems.append(
-            f"the manifest says backward_compatible = {have['backward_compatible']} for {revision}, "
-            f"its revision file says {want['backward_compatible']}"
-        )
-    if any(have[key] != want[key] for key in want if key != "backward_compatible"):
+    """How a manifest entry differs from its revision file: the flag older releases rely on, the limits."""
+    named = ("backward_compatible", *DECLARED_LIMITS)
+    problems = [
+        f"the manifest says {key} = {_shown(have.get(key))} for {revision}, "
+        f"its revision file says {_shown(want.get(key))}"
+        for key in named
+        if have.get(key) != want.get(key)
+    ]
+    if any(have[key] != want[key] for key in want if key not in named):
         problems.append(f"the manifest's entry for {revision} is out of date")
     return problems
+
+
+def _shown(value: object) -> str:
+    """A value of a manifest entry as a problem shows it: seconds as written in Python, "none" if absent."""
+    if value is None:
+        return "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)

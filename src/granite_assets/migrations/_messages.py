@@ -5,6 +5,7 @@ Plain Python, importable without SQLAlchemy: the command line's option parser us
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -67,6 +68,11 @@ def first_line(text: str | None, width: int = 100) -> str:
     """The first line of ``text`` (a session's query, say), cut to ``width`` characters."""
     line = next((" ".join(part.split()) for part in (text or "").splitlines() if part.strip()), "")
     return line if len(line) <= width else line[: width - 3] + "..."
+
+
+def grants_command(login: str | None) -> str:
+    """The command that prints what ``login`` needs on granite-assets' tables (``NAME`` when unknown)."""
+    return f"granite-assets db grants --role {shlex.quote(login) if login else 'NAME'}"
 
 
 def seconds(count: float) -> str:

@@ -33,8 +33,10 @@ from granite_assets.migrations._errors import (
 )
 from granite_assets.migrations._failures import (
     behind_error,
+    changes_nothing,
     in_bookkeeping,
     names_bookkeeping,
+    refused_privilege,
     revision_failed,
     unknown_revision,
 )
@@ -44,6 +46,7 @@ from granite_assets.migrations._isolation import borrowing, in_autocommit, trans
 from granite_assets.migrations._messages import advice, first_line, seconds
 from granite_assets.migrations._names import logger
 from granite_assets.migrations._plan import Job, Plan, downgrade_plan, pending, plan
+from granite_assets.migrations._revision_limits import limits_for
 from granite_assets.migrations._target import Target, connect, resolve
 from granite_assets.migrations._timeouts import DEFAULT_LIMITS, DDLLimits, check_lock_timeout
 from granite_assets.migrations._urls import is_async, parse_url
@@ -353,10 +356,34 @@ def migrate_on_callers_connection(db: Database, connection: Connection, job: Job
     """
     limits = job.limits
     with (
+        set_up_refusals(db, connection, job),
         db.backend.callers_migration(connection, db, job.lock_timeout),
         db.backend.ddl_limits(connection, limits.lock_timeout, limits.statement_timeout, in_transaction=True),
     ):
         return migrate(db, connection, job, own=False)
+
+
+@contextmanager
+def set_up_refusals(db: Database, connection: Connection, job: Job) -> Iterator[None]:
+    """Explain a refusal of what a migration runs before any revision: the lock, the lock timeouts.
+
+    Every login may call them on a server's defaults, but a hardened server may revoke them
+    (``EXECUTE`` on PostgreSQL's advisory-lock functions, say); the refusal is then the login's.
+    """
+    try:
+        yield
+    except DBAPIError as exc:
+        if not refused_privilege(db, exc):
+            raise
+        verb = "upgrade" if job.destination == "head" else "downgrade"
+        left = (
+            "Nothing was changed."
+            if db.connection is None
+            else "Nothing was changed: roll back your transaction."
+        )
+        raise revision_failed(
+            db, None, exc, left, connection=connection, verb=verb, what=f"granite-assets' {verb}"
+        ) from exc
 
 
 def reread_in_callers_transaction(connection: Connection, db: Database) -> str | None:
@@ -396,6 +423,7 @@ def migrate_locked(db: Database, connection: Connection, job: Job) -> str | None
     use_autocommit(connection, on=True)
     limits = job.limits
     with (
+        set_up_refusals(db, connection, job),
         db.backend.own_migration(connection, db, job.lock_timeout),
         db.backend.ddl_limits(
             connection, limits.lock_timeout, limits.statement_timeout, in_transaction=False
@@ -423,7 +451,7 @@ def migrate_with_retries(db: Database, connection: Connection, job: Job) -> str 
                 "granite-assets revision %s waited more than %s for a table lock on %s (try %d of %d), "
                 "so it was rolled back and nothing of it kept; %s. Trying again in %.1f seconds.",
                 error.revision,
-                seconds(db.backend.lock_wait_bound(job.limits.lock_timeout)),
+                lock_wait_bound(db, job, error.revision),
                 db.where,
                 attempt,
                 job.limits.retries + 1,
@@ -432,6 +460,12 @@ def migrate_with_retries(db: Database, connection: Connection, job: Job) -> str 
             )
             pause(wait)
             attempt += 1
+
+
+def lock_wait_bound(db: Database, job: Job, revision: str | None) -> str:
+    """How long, in words, ``revision`` was allowed to wait for a table lock: its limit, or the call's."""
+    known = job.history.get(revision) if revision is not None and job.history.knows(revision) else None
+    return seconds(db.backend.lock_wait_bound(limits_for(job.limits, known).lock_timeout))
 
 
 def retry_pause(attempt: int) -> float:
@@ -468,7 +502,9 @@ def migrate(db: Database, connection: Connection, job: Job, *, own: bool, attemp
         return the_plan.destination
     if per_revision:
         transactional(connection)
-    config = alembic_config(job.directory, connection, granite_assets_history=job.history)
+    config = alembic_config(
+        job.directory, connection, granite_assets_history=job.history, granite_assets_limits=job.limits
+    )
     statements: list[tuple[int, str]] = []
     try:
         with (
@@ -484,7 +520,11 @@ def migrate(db: Database, connection: Connection, job: Job, *, own: bool, attemp
             raise cannot_wait from exc
         done = len(config.attributes.get("granite_assets_steps", []))
         timed_out = isinstance(exc, DBAPIError) and bool(db.backend.lock_wait_timed_out.matches(exc.orig))
-        applied = [s for step, s in statements if step == done and not names_bookkeeping(s)]
+        applied = [
+            s
+            for step, s in statements
+            if step == done and not names_bookkeeping(s) and not changes_nothing(s)
+        ]
         failed, left = aftermath(
             db,
             connection,
@@ -499,7 +539,8 @@ def migrate(db: Database, connection: Connection, job: Job, *, own: bool, attemp
             raise lock_wait_timed_out(
                 db, connection, job, failed, left, applied=applied, attempts=attempt
             ) from exc
-        raise revision_failed(db, failed, exc, left) from exc
+        verb = "upgrade" if the_plan.upgrade else "downgrade"
+        raise revision_failed(db, failed, exc, left, connection=connection, verb=verb) from exc
     if per_revision:
         if connection.in_transaction():
             connection.commit()
@@ -546,7 +587,7 @@ def lock_wait_timed_out(
         ran = f" These statements of it ran before and are in the database: {listed}."
     raise_it = advice("ddl_lock_timeout or ddl_retries", "--ddl-lock-timeout or --ddl-retries")
     return DDLLockTimeoutError(
-        f"{what} waited more than {seconds(db.backend.lock_wait_bound(job.limits.lock_timeout))} for a "
+        f"{what} waited more than {lock_wait_bound(db, job, failed.revision if failed else None)} for a "
         f"table lock on {db.where}, "
         f"{tries}; {held_by(blockers)}. Each wait was bounded, so your application's queries never "
         f"queued behind it for longer. {left}{ran} To go on: {db.backend.end_session_hint(blockers)}, "

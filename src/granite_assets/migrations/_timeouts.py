@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 #: Seconds each statement of a revision may wait for a table lock, by default: the longest a
@@ -66,6 +66,17 @@ class DDLLimits:
         except ValueError as exc:
             raise ValueError(str(exc).replace("lock_timeout", "ddl_lock_timeout", 1)) from None
         return cls(lock, check_ddl_retries(retries), check_statement_timeout(statement_timeout))
+
+    def at_least(self, lock_timeout: float | None, statement_timeout: float | None) -> DDLLimits:
+        """These limits, raised to what a revision declares it needs (``None``: it declares nothing).
+
+        A call without a ``statement_timeout`` bounds no statement's run, and so stays without one.
+        """
+        lock = self.lock_timeout if lock_timeout is None else max(self.lock_timeout, lock_timeout)
+        statement = self.statement_timeout
+        if statement is not None and statement_timeout is not None:
+            statement = max(statement, statement_timeout)
+        return replace(self, lock_timeout=lock, statement_timeout=statement)
 
 
 #: The limits a call has when it names none.

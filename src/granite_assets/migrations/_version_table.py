@@ -11,6 +11,7 @@ from granite_assets.migrations._errors import (
     MigrationFailedError,
     UnsupportedConnectionError,
 )
+from granite_assets.migrations._failures import refused_privilege, unreadable_version_table
 from granite_assets.migrations._names import VERSION_TABLE
 
 _SELECT_VERSION = f"SELECT version_num FROM {VERSION_TABLE}"
@@ -25,10 +26,12 @@ def stored_revision(connection: Connection, db: Database, *, keep_transaction: b
     """
     try:
         if keep_transaction and db.backend.failed_statement_aborts_transaction and not has_table(connection):
+            _missing(connection, db)
             return None
         rows = connection.exec_driver_sql(_SELECT_VERSION).fetchall()
     except DBAPIError as exc:
         _unless_missing(connection, db, exc, keep_transaction=keep_transaction)
+        _missing(connection, db)
         return None
     if len(rows) > 1:
         found = ", ".join(sorted(str(r[0]) for r in rows))
@@ -51,6 +54,13 @@ def stored_revision(connection: Connection, db: Database, *, keep_transaction: b
 def has_table(connection: Connection, name: str = VERSION_TABLE) -> bool:
     """Tell whether ``name`` exists, without a statement that could fail."""
     return bool(inspect(connection).has_table(name))
+
+
+def _missing(connection: Connection, db: Database) -> None:
+    """Accept that the version table is missing, unless the login only cannot see the schema it is in."""
+    refusal = db.backend.unusable_schema(connection, db)
+    if refusal is not None:
+        raise refusal
 
 
 def _unless_missing(connection: Connection, db: Database, exc: DBAPIError, *, keep_transaction: bool) -> None:
@@ -91,6 +101,8 @@ def _unless_missing(connection: Connection, db: Database, exc: DBAPIError, *, ke
             "granite-assets keeps one column, version_num. "
             "If another tool made this table, rename that tool's table or drop this one."
         ) from None
+    if refused_privilege(db, exc):
+        raise unreadable_version_table(db, connection if own else None, reason) from None
     raise MigrationFailedError(f"Could not read {VERSION_TABLE} on {db.where}: {reason}", None) from None
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from granite_assets.migrations._driver_errors import Signature
 from granite_assets.migrations._errors import (
     DatabaseConnectionError,
+    InsufficientPrivilegeError,
     InvalidURLError,
     MigrationError,
     MigrationLockTimeoutError,
@@ -28,6 +29,7 @@ from granite_assets.migrations._errors import (
 from granite_assets.migrations._forking import in_use
 from granite_assets.migrations._messages import lock_timeout_name, one_line, seconds
 from granite_assets.migrations._names import logger
+from granite_assets.migrations._privileges import Layout
 from granite_assets.migrations._waiting import wait_for
 
 if TYPE_CHECKING:
@@ -209,6 +211,16 @@ class Backend:
     no_access: ClassVar[Signature] = Signature(
         frozenset({"42501"}), frozenset({1044}), (("permission denied for database",),)
     )
+    #: A statement the login has no privilege for: PostgreSQL's insufficient_privilege, MySQL's
+    #: table, column, database and specific-privilege "access denied" errors.
+    insufficient_privilege: ClassVar[Signature] = Signature(
+        frozenset({"42501"}), frozenset({1044, 1142, 1143, 1227})
+    )
+    #: Whether the server refuses a statement on a table the login has no privilege on before it
+    #: says whether the table exists, so that a refused read may also mean a missing table.
+    refuses_unseen_tables: ClassVar[bool] = False
+    #: What a login needs to migrate, for the advice of an upgrade the database refused.
+    migrator_privileges: ClassVar[str] = "the right to create and alter tables"
 
     @property
     def title(self) -> str:
@@ -262,6 +274,44 @@ class Backend:
     def unreadable_database(self, db: DatabaseView, reason: str) -> MigrationError | None:
         """The error for a database that is not one at all (a file of another kind), else ``None``."""
         return None
+
+    # -- Privileges ----------------------------------------------------------------------------
+
+    def login_name(self, connection: Connection) -> str | None:
+        """The database user whose privileges the server checks on ``connection``, as it names it."""
+        return None
+
+    def unusable_schema(self, connection: Connection, db: DatabaseView) -> InsufficientPrivilegeError | None:
+        """The error for a login that may use no schema to find tables in, else ``None``.
+
+        Asked when granite-assets' version table is not found: where the server hides the tables
+        of a schema the login may not use, "missing" would otherwise be the answer.
+        """
+        return None
+
+    # -- Grants for a runtime login (granite-assets db grants) ---------------------------------
+
+    #: Whether the server grants privileges on tables before they exist (PostgreSQL's
+    #: ``ALTER DEFAULT PRIVILEGES``), so that the migration user's next tables are covered.
+    default_privileges: ClassVar[bool] = False
+
+    def grantee(self, role: str) -> str:
+        """``role`` as a GRANT names it; raise where there is no such login, or the name cannot be one."""
+        raise self._no_grants()
+
+    def runtime_layout(self, connection: Connection, db: DatabaseView, owner: str | None) -> Layout:
+        """Where granite-assets' tables are in the database of ``connection``, read with SELECTs only."""
+        raise self._no_grants()
+
+    def runtime_grants(self, role: str, layout: Layout, *, read_only: bool) -> list[str]:
+        """The statements, with comments, that give the runtime login ``role`` what it needs."""
+        raise self._no_grants()
+
+    def _no_grants(self) -> InvalidURLError:
+        return InvalidURLError(
+            f"granite-assets writes the grants of a runtime login for PostgreSQL, MariaDB and MySQL, "
+            f"not for {self.title}."
+        )
 
     # -- The migration lock --------------------------------------------------------------------
 

@@ -16,12 +16,21 @@ from dataclasses import dataclass
 from typing import ClassVar, Final
 
 from sqlalchemy import Connection, text
+from sqlalchemy.dialects import mysql
 
 from granite_assets.migrations._backends.base import Backend, DatabaseView, ServerLock, migrating_under, whose
 from granite_assets.migrations._driver_errors import Signature
 from granite_assets.migrations._errors import UnsupportedConnectionError
 from granite_assets.migrations._messages import first_line
-from granite_assets.migrations._names import logger
+from granite_assets.migrations._names import TABLE_PREFIX, logger
+from granite_assets.migrations._privileges import (
+    BOOKKEEPING_TABLES,
+    Layout,
+    comment,
+    privileges,
+    statement,
+    what_it_does,
+)
 from granite_assets.migrations._urls import display_url
 
 _LOCK_PREFIX: Final = "granite_assets_migrations."
@@ -31,6 +40,22 @@ _LOCK_NAME_MAX: Final = 64
 _LONGEST_LOCK_WAIT: Final = 31_536_000
 #: MySQL's largest ``wait_timeout`` (a year, in seconds); it has no "never".
 _LONGEST_WAIT_TIMEOUT: Final = 31_536_000
+
+
+# The named paramstyle's preparer leaves % alone: these statements are printed, never executed.
+_PREPARER: Final = mysql.dialect(paramstyle="named").identifier_preparer
+
+
+def _quote(name: str) -> str:
+    """``name`` in backticks, which MariaDB and MySQL take for user and host names as for tables."""
+    return str(_PREPARER.quote_identifier(name))
+
+
+def _unquoted(part: str) -> str:
+    """A user or host name as typed in quotes (``'app'``, ```%```), without them."""
+    if len(part) > 1 and part[0] == part[-1] and part[0] in "'\"`":
+        return part[1:-1]
+    return part
 
 
 def _whole_seconds(seconds: float) -> int:
@@ -109,6 +134,11 @@ class MySQLBackend(Backend):
     no_database: ClassVar[Signature] = Signature(codes=frozenset({1049}))
     bad_login: ClassVar[Signature] = Signature(codes=frozenset({1045}))
     no_access: ClassVar[Signature] = Signature(codes=frozenset({1044}))
+    # ER_DBACCESS_DENIED_ERROR, ER_TABLEACCESS_DENIED_ERROR, ER_COLUMNACCESS_DENIED_ERROR,
+    # ER_SPECIFIC_ACCESS_DENIED_ERROR
+    insufficient_privilege: ClassVar[Signature] = Signature(codes=frozenset({1044, 1142, 1143, 1227}))
+    refuses_unseen_tables: ClassVar[bool] = True
+    migrator_privileges: ClassVar[str] = "CREATE, ALTER, DROP, INDEX and REFERENCES on the database"
 
     @property
     def title(self) -> str:
@@ -141,6 +171,72 @@ class MySQLBackend(Backend):
             )
         with migrating_under(lock, connection, db, timeout):
             yield
+
+    def login_name(self, connection: Connection) -> str | None:
+        """``CURRENT_USER()``, the account whose privileges count (``app@%``), not the one typed in."""
+        name = connection.exec_driver_sql("SELECT CURRENT_USER()").scalar()
+        return None if name is None else str(name)
+
+    # -- Grants for a runtime login -------------------------------------------------------------
+
+    def grantee(self, role: str) -> str:
+        """The account as a GRANT names it: ```app``` (any host, or a role), or ```app`@`10.0.%``."""
+        user, at, host = role.rpartition("@") if "@" in role else (role, "", "")
+        user, host = _unquoted(user), _unquoted(host)
+        if not user:
+            raise ValueError(f"{role!r} names no user before its @: name it as NAME or NAME@HOST")
+        return _quote(user) + (f"@{_quote(host)}" if at else "")
+
+    def runtime_layout(self, connection: Connection, db: DatabaseView, owner: str | None) -> Layout:
+        """granite-assets' tables in the session's database, as far as the URL's login may see them."""
+        database = connection.exec_driver_sql("SELECT DATABASE()").scalar()
+        if database is None:
+            raise self.no_database_named(db.where)
+        tables = connection.execute(
+            text(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = DATABASE() AND table_name LIKE :prefix ORDER BY table_name"
+            ),
+            {"prefix": TABLE_PREFIX.replace("_", "\\_") + "%"},
+        ).scalars()
+        return Layout(where=db.where, schema=str(database), tables=tuple(str(t) for t in tables))
+
+    def runtime_grants(self, role: str, layout: Layout, *, read_only: bool) -> list[str]:
+        """A GRANT per table: MariaDB and MySQL have no default privileges, nor grants on missing tables."""
+        grantee, rights, database = self.grantee(role), privileges(read_only=read_only), layout.schema
+        place = (
+            f"in {layout.where}"
+            if layout.where
+            else "in the database you run them in (USE it first; given a database URL, granite-assets reads "
+            "the tables from it)"
+        )
+        lines = comment(
+            f"What the runtime user {role} needs on granite-assets' tables {place}: it "
+            f"{what_it_does(read_only=read_only)}, and creates and alters nothing. Run these as an "
+            "administrator, or as a user with the GRANT OPTION on these tables."
+        )
+        whole = f"{_quote(database)}.*" if database else "<database>.*"
+        lines += comment(
+            f"{self.title} have no default privileges: run `granite-assets db grants` again after every "
+            f"upgrade that adds a table. Or grant on the whole database instead (GRANT {rights} ON {whole} "
+            f"TO {grantee}), which covers your own tables too and lets {role} write granite-assets' records."
+        )
+        if layout.where and not layout.tables:
+            lines += comment(
+                f"granite-assets has no tables in {database} yet, or none that the login of the URL may see: "
+                "run `granite-assets db upgrade` as the migration user first, then this command again."
+            )
+            return lines
+        if not layout.where:
+            lines += comment(
+                "The tables of this release, once `granite-assets db upgrade` has created them: "
+                f"{self.title} grant nothing on a table that does not exist."
+            )
+        for table in layout.tables:
+            name = f"{_quote(database)}.{_quote(table)}" if database else _quote(table)
+            granted = "SELECT" if table in BOOKKEEPING_TABLES else rights
+            lines += statement(f"GRANT {granted} ON {name}", f"TO {grantee};")
+        return lines
 
     def session_address(self, connection: Connection) -> tuple[str | None, int | None, str | None]:
         """The server's ``@@hostname`` and ``@@port``, and ``DATABASE()``."""

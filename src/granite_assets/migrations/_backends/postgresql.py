@@ -18,12 +18,22 @@ from dataclasses import dataclass
 from typing import ClassVar, Final
 
 from sqlalchemy import Connection, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 
-from granite_assets.migrations._backends.base import Backend, ServerLock, whose
+from granite_assets.migrations._backends.base import Backend, DatabaseView, ServerLock, whose
 from granite_assets.migrations._driver_errors import Signature
-from granite_assets.migrations._messages import first_line
-from granite_assets.migrations._names import TABLE_PREFIX
+from granite_assets.migrations._errors import InsufficientPrivilegeError
+from granite_assets.migrations._messages import advice, first_line, grants_command
+from granite_assets.migrations._names import TABLE_PREFIX, VERSION_TABLE
+from granite_assets.migrations._privileges import (
+    BOOKKEEPING_TABLES,
+    Layout,
+    comment,
+    privileges,
+    statement,
+    what_it_does,
+)
 
 #: The key of granite-assets' own advisory lock: "gran" in ASCII, below 2**31 so that
 #: ``pg_locks.objid`` shows it as it is.
@@ -94,6 +104,17 @@ def _set(connection: Connection, name: str, value: str, *, local: bool) -> None:
     )
 
 
+#: The longest name PostgreSQL keeps whole (NAMEDATALEN - 1), in bytes.
+_NAME_BYTES: Final = 63
+# The named paramstyle's preparer leaves % alone: these statements are printed, never executed.
+_PREPARER: Final = postgresql.dialect(paramstyle="named").identifier_preparer  # type: ignore[no-untyped-call]
+
+
+def _quote(name: str) -> str:
+    """``name`` as an identifier, in double quotes where PostgreSQL needs them (capitals, a hyphen)."""
+    return str(_PREPARER.quote(name))
+
+
 def _int4(value: int) -> int:
     """An unsigned 32-bit value as the signed int4 PostgreSQL's advisory functions take."""
     return value - 2**32 if value >= 2**31 else value
@@ -139,6 +160,8 @@ class PostgreSQLBackend(Backend):
     no_access: ClassVar[Signature] = Signature(
         sqlstates=frozenset({"42501"}), phrasings=(("permission denied for database",),)
     )
+    insufficient_privilege: ClassVar[Signature] = Signature(sqlstates=frozenset({"42501"}))
+    migrator_privileges: ClassVar[str] = "CREATE on the schema, and the ownership of granite-assets' tables"
 
     @property
     def title(self) -> str:
@@ -157,6 +180,134 @@ class PostgreSQLBackend(Backend):
             "SELECT host(inet_server_addr()), inet_server_port(), current_database()"
         ).one()
         return host, port, database
+
+    def login_name(self, connection: Connection) -> str | None:
+        """``current_user``: the role whose privileges count, after a ``SET ROLE`` too."""
+        name = connection.exec_driver_sql("SELECT current_user").scalar()
+        return None if name is None else str(name)
+
+    def unusable_schema(self, connection: Connection, db: DatabaseView) -> InsufficientPrivilegeError | None:
+        """The error for a login without USAGE on every schema of its ``search_path``.
+
+        PostgreSQL leaves such schemas out of the search, so their tables look missing
+        (``current_schema()`` is then NULL), and there is nowhere to create one either.
+        """
+        unusable, path, login = connection.exec_driver_sql(
+            "SELECT current_schema() IS NULL, current_setting('search_path'), current_user"
+        ).one()
+        if not unusable:
+            return None
+        return InsufficientPrivilegeError(
+            f"The login {login} may use no schema of its search_path ({path}) on {db.where}, so it can "
+            "neither read granite-assets' tables there nor create them. Grant it USAGE on the schema that "
+            f"holds them (`{grants_command(login)}` prints the statements), or give it a search_path "
+            "that names a schema it may use.",
+            login=str(login),
+        )
+
+    # -- Grants for a runtime login -------------------------------------------------------------
+
+    default_privileges: ClassVar[bool] = True
+
+    def grantee(self, role: str) -> str:
+        """The role's name, quoted where PostgreSQL needs it; refused past PostgreSQL's 63 bytes."""
+        if len(role.encode()) > _NAME_BYTES:
+            raise ValueError(
+                f"the role name {role!r} is longer than PostgreSQL's {_NAME_BYTES} bytes, and PostgreSQL "
+                "would cut it to another name"
+            )
+        return _quote(role)
+
+    def runtime_layout(self, connection: Connection, db: DatabaseView, owner: str | None) -> Layout:
+        """granite-assets' tables and sequences in the schema the connection creates tables in.
+
+        The migration user is ``owner`` if given, else the owner of the version table, else the
+        URL's login (on a database granite-assets has not migrated yet).
+        """
+        refusal = self.unusable_schema(connection, db)
+        if refusal is not None:
+            raise refusal
+        schema, login = connection.exec_driver_sql("SELECT current_schema(), current_user").one()
+        rows = connection.execute(
+            text(
+                "SELECT c.relname, c.relkind, pg_get_userbyid(c.relowner) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'S') "
+                "AND c.relname LIKE :prefix ORDER BY c.relname"
+            ),
+            {"prefix": TABLE_PREFIX.replace("_", "\\_") + "%"},
+        ).all()
+        owners = {str(name): str(who) for name, _kind, who in rows}
+        return Layout(
+            where=db.where,
+            schema=str(schema),
+            tables=tuple(str(name) for name, kind, _ in rows if kind != "S"),
+            sequences=tuple(str(name) for name, kind, _ in rows if kind == "S"),
+            owner=owner or owners.get(VERSION_TABLE) or str(login),
+        )
+
+    def runtime_grants(self, role: str, layout: Layout, *, read_only: bool) -> list[str]:
+        """USAGE on the schema, default privileges for the migration user's next tables, then today's tables.
+
+        granite-assets' own records are read-only to the runtime role: default privileges granted
+        before they were created gave it more, which is taken back.
+        """
+        grantee, shown = self.grantee(role), layout.schema or "public"
+        schema, rights, owner = _quote(shown), privileges(read_only=read_only), layout.owner
+        place = (
+            f"in {layout.where}, schema {shown}"
+            if layout.where
+            else f"in the schema {shown} (given a database URL, granite-assets reads the schema and the "
+            "tables from it)"
+        )
+        runner = (
+            f"Run these as a superuser, or as {owner}, the owner of the tables, if it may grant USAGE on "
+            "the schema."
+            if owner
+            else "Run these as the migration user, who owns the tables (ALTER DEFAULT PRIVILEGES without "
+            "FOR ROLE covers the tables of the role that runs it); or name the migration user as their "
+            f"owner ({advice('owner=', '--owner')}), and run them as a superuser."
+        )
+        lines = comment(
+            f"What the runtime role {role} needs on granite-assets' tables {place}: it "
+            f"{what_it_does(read_only=read_only)}, and creates and alters nothing. {runner}"
+        )
+        lines += statement(f"GRANT USAGE ON SCHEMA {schema}", f"TO {grantee};")
+        kinds = "table" if read_only else "table and sequence"
+        lines += comment(
+            f"The tables granite-assets creates from now on, as {owner or 'the migration user'}. PostgreSQL "
+            f"cannot limit default privileges to the names that start with {TABLE_PREFIX}: these apply to "
+            f"every {kinds} {owner or 'it'} creates in the schema {shown}."
+        )
+        for_role = f" FOR ROLE {_quote(owner)}" if owner else ""
+        defaults = f"ALTER DEFAULT PRIVILEGES{for_role} IN SCHEMA {schema}"
+        lines += statement(defaults, f"GRANT {rights} ON TABLES TO {grantee};")
+        if not read_only:
+            lines += statement(defaults, f"GRANT USAGE, SELECT ON SEQUENCES TO {grantee};")
+        if layout.where and not layout.tables:
+            lines += comment(
+                f"granite-assets has no tables in the schema {shown} yet: the default privileges above cover "
+                "those `granite-assets db upgrade` creates."
+            )
+            return lines
+        now = (
+            "The tables granite-assets has now"
+            if layout.where
+            else "The tables of this release, once `granite-assets db upgrade` has created them (until then "
+            "the default privileges above cover them)"
+        )
+        lines += comment(f"{now}; its own records stay read-only to {role}.")
+        for table in layout.tables:
+            name = f"{schema}.{_quote(table)}"
+            if table in BOOKKEEPING_TABLES:
+                lines += statement(f"GRANT SELECT ON TABLE {name}", f"TO {grantee};")
+                lines += statement(f"REVOKE INSERT, UPDATE, DELETE ON TABLE {name}", f"FROM {grantee};")
+            else:
+                lines += statement(f"GRANT {rights} ON TABLE {name}", f"TO {grantee};")
+        for sequence in () if read_only else layout.sequences:
+            name = f"{schema}.{_quote(sequence)}"
+            lines += statement(f"GRANT USAGE, SELECT ON SEQUENCE {name}", f"TO {grantee};")
+        return lines
 
     def sees_a_snapshot(self, connection: Connection) -> bool:
         """REPEATABLE READ and SERIALIZABLE transactions see the database as it was when they began."""

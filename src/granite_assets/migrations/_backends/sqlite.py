@@ -381,11 +381,19 @@ class SQLiteBackend(Backend):
     no_database_selected: ClassVar[Signature] = Signature()
     changed_since_snapshot: ClassVar[Signature] = Signature()
     aborted_transaction: ClassVar[Signature] = Signature()
+    insufficient_privilege: ClassVar[Signature] = Signature()  # no logins: the file's permissions decide
 
     @property
     def title(self) -> str:
         """The database's name in messages."""
         return "SQLite"
+
+    def grantee(self, role: str) -> str:
+        """Refuse: SQLite has no logins."""
+        raise InvalidURLError(
+            "SQLite has no database users to grant privileges to: who may read and write granite-assets' "
+            "tables is up to the permissions of the database file."
+        )
 
     def check_url(self, url: URL) -> None:
         """Refuse a URL for an in-memory database, which would vanish with the call's engine."""
