@@ -195,9 +195,13 @@ def test_lock_timeout_option(database: Database, tmp_path: Path) -> None:
 
 
 def test_offline_sql(database: Database, tmp_path: Path) -> None:
-    """upgrade --sql and downgrade --sql --from print only SQL, with no password, and touch nothing."""
+    """upgrade --sql (reading the database) and downgrade --sql --from print only SQL, and no password."""
     password = new_password()
-    url = database.url.set(password=password).render_as_string(hide_password=False)
+    with url_with_password(database, password) as url:
+        _offline_sql(database, tmp_path, url, password)
+
+
+def _offline_sql(database: Database, tmp_path: Path, url: str, password: str) -> None:
     before = snapshot(database)
     run = granite_assets(tmp_path, "db", "upgrade", "--sql", "--url", url, secret=password)
     assert run.code == EXIT_OK, run.err
@@ -259,7 +263,7 @@ def test_unknown_revision_exits_1(database: Database, tmp_path: Path) -> None:
     ("args", "lists"),
     [
         ([], ["db", "--version"]),
-        (["db"], ["upgrade", "downgrade", "current", "check", "grants", "heads", "history"]),
+        (["db"], ["upgrade", "downgrade", "stamp", "current", "check", "grants", "heads", "history"]),
     ],
     ids=["no-command", "no-subcommand"],
 )
@@ -287,6 +291,7 @@ def test_every_option_help_shows_its_default() -> None:
         for args in (
             ["upgrade"],
             ["downgrade", "base"],
+            ["stamp", "base"],
             ["current"],
             ["check"],
             ["grants", "--role", "app"],
@@ -294,7 +299,7 @@ def test_every_option_help_shows_its_default() -> None:
             ["history"],
         )
     ]
-    assert len(commands) == 7
+    assert len(commands) == 8
     options = [a for p in commands for a in p._actions if a.option_strings and a.dest != "help"]
     assert {a.dest for a in options} == {
         "url",
@@ -304,6 +309,8 @@ def test_every_option_help_shows_its_default() -> None:
         "ddl_lock_timeout",
         "ddl_retries",
         "statement_timeout",
+        "format",
+        "wait",
         "role",
         "dialect",
         "owner",

@@ -6,25 +6,40 @@ file holds only the result: ``granite-assets db upgrade --sql > upgrade.sql`` is
 
 Exit codes: 0 success, 1 migration error (a login that may not change the schema included), 2 usage
 error (no command included), 3 database behind (``check``; ``downgrade`` to a revision above the
-database's), 4 database ahead of this release by a revision that is not backward compatible
-(``check``).
+database's; ``upgrade`` to one below it), 4 database ahead of this release by a revision that is
+not backward compatible (``check``).
+
+``--format json`` documents are versioned by their ``"format"`` key (:data:`JSON_FORMAT`); a change
+that could break a reader raises it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any, NoReturn
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from granite_assets import migrations
-from granite_assets.migrations._errors import DatabaseAheadError, DatabaseBehindError, MigrationError
+from granite_assets.migrations._errors import (
+    DatabaseAheadError,
+    DatabaseBehindError,
+    DatabaseConnectionError,
+    MigrationError,
+)
 from granite_assets.migrations._messages import read_at_the_command_line
 from granite_assets.migrations._passwords import hide_passwords
 from granite_assets.migrations._timeouts import check_ddl_retries, check_lock_timeout, check_statement_timeout
+
+if TYPE_CHECKING:
+    from granite_assets.migrations._runner import Status
 
 EXIT_OK = 0
 EXIT_MIGRATION_ERROR = 1
@@ -33,8 +48,10 @@ EXIT_BEHIND = 3
 EXIT_AHEAD = 4
 URL_VARIABLE = "GRANITE_ASSETS_DATABASE_URL"
 SHELL_UPGRADE = "granite-assets db upgrade"
-DB_COMMANDS = ("upgrade", "downgrade", "current", "check", "grants", "heads", "history")
+DB_COMMANDS = ("upgrade", "downgrade", "stamp", "current", "check", "grants", "heads", "history")
 GRANT_DIALECTS = ("postgresql", "mysql", "mariadb")
+JSON_FORMAT = 1
+WAIT_POLL = 0.5  # seconds between the reads of check --wait
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,17 +107,49 @@ def build_parser() -> argparse.ArgumentParser:
             help="how long each statement may run, on PostgreSQL and MariaDB (default: the session's own)",
         )
 
-    upgrade = command("upgrade", "Apply every pending revision.")
-    offline_options(upgrade, "with --sql: the revision the database is at (default: an empty database)")
+    def output_format(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--format",
+            choices=("text", "json"),
+            default="text",
+            help="text for people, or one JSON document for tools (default: text)",
+        )
+
+    upgrade = command("upgrade", "Apply every pending revision, or those up to REVISION.")
+    upgrade.add_argument(
+        "revision", metavar="REVISION", nargs="?", help="stop at this revision (default: head)"
+    )
+    offline_options(
+        upgrade,
+        "with --sql: the revision the database is at (default: read from the database the URL names, "
+        "or an empty database)",
+    )
     downgrade = command("downgrade", "Revert revisions down to REVISION (or base).")
     downgrade.add_argument("revision", metavar="REVISION", help="a revision id, or base to revert them all")
     offline_options(downgrade, "with --sql: the revision the database is at (no default: required)")
-    command("current", "Print the revision the database is at.")
-    command(
+    stamp = command("stamp", "Record REVISION as the database's revision, running nothing.")
+    stamp.add_argument("revision", metavar="REVISION", help="a revision id, or base to empty the record")
+    stamp.add_argument(
+        "--lock-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="how long to wait for a migration running in another process "
+        f"(default: {migrations.DEFAULT_LOCK_TIMEOUT:g})",
+    )
+    output_format(command("current", "Print the revision the database is at."))
+    check = command(
         "check",
         "Exit 0 if the database is at head (or ahead by backward-compatible revisions only), "
         "3 if behind, 4 if ahead.",
     )
+    check.add_argument(
+        "--wait",
+        type=_seconds,
+        metavar="SECONDS",
+        help="read again every half second until the database is at head or SECONDS have passed; an "
+        "unreachable database is read again too (default: read once)",
+    )
+    output_format(check)
     grants = command(
         "grants",
         "Print the GRANT statements that give the application's database user what it needs on "
@@ -134,8 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="grant SELECT only (default: also INSERT, UPDATE and DELETE on granite-assets' tables other "
         "than its own records)",
     )
-    command("heads", "Print the newest revision this release ships.", url=False)
-    command("history", "List the revisions this release ships, oldest first.", url=False)
+    output_format(command("heads", "Print the newest revision this release ships.", url=False))
+    history = command("history", "List the revisions this release ships, oldest first.", url=False)
+    history.add_argument(
+        "--url",
+        help=f"mark the revisions this database has (default: none; ${URL_VARIABLE} is not read)",
+    )
+    output_format(history)
     return parser
 
 
@@ -158,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with read_at_the_command_line():
             return _run(args, url or "")
-    except DatabaseBehindError as exc:  # check's verdict, or a downgrade with nothing to revert
+    except DatabaseBehindError as exc:  # check's verdict, or nothing to do in the direction asked
         print(
             _behind(exc, url or "") if args.command == "check" else hide_passwords(str(exc)), file=sys.stderr
         )
@@ -177,15 +231,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _checked(args: argparse.Namespace) -> str | None:
     """Refuse option combinations that would mislead (exit 2); return the database URL, if any."""
     usage = args.command_parser
-    url = getattr(args, "url", None) or os.environ.get(URL_VARIABLE)
+    url = getattr(args, "url", None)
+    if args.command != "history":  # history reads a database only when told which
+        url = url or os.environ.get(URL_VARIABLE)
     offline = getattr(args, "sql", False)
+    revision = getattr(args, "revision", None) or ""
+    if "://" in revision:  # a URL typed without --url: say so, rather than call it an unknown revision
+        usage.error(f"{revision} is a database URL, not a revision: pass it with --url")
     if getattr(args, "url", None) == "":  # an unset variable in `--url "$URL"`, most likely
         usage.error(f"--url is empty: pass a database URL, or leave --url out to use ${URL_VARIABLE}")
     if getattr(args, "dialect", None) is not None:  # grants without a database
         if getattr(args, "url", None):
             usage.error("--url and --dialect go apart: --dialect writes the statements without a database")
         return None
-    if hasattr(args, "url") and not url:
+    if hasattr(args, "url") and not url and args.command != "history":
         if os.environ.get("DATABASE_URL"):  # the application's, most likely: never migrated by accident
             usage.error(
                 f"no database URL: DATABASE_URL is set, but granite-assets deliberately does not read it "
@@ -210,6 +269,9 @@ def _checked(args: argparse.Namespace) -> str | None:
 
 
 def _run(args: argparse.Namespace, url: str) -> int:
+    handler = _handler(args, url)
+    if handler is not None:
+        return handler(args, url)
     if args.command == "heads":
         print(migrations.head_revision() or "(no revisions)")
     elif args.command == "history":
@@ -219,19 +281,9 @@ def _run(args: argparse.Namespace, url: str) -> int:
     elif args.command == "current":
         print(migrations.current_revision(url) or "(none)")
     elif args.command == "check":
-        current, head = migrations.check_up_to_date(url), migrations.head_revision()
-        if current == head:
-            print(f"up to date at {current}")
-        else:  # ahead, since behind raised: every newer revision is backward compatible
-            print(
-                f"ahead, compatible with this release: the database is at {current}, "
-                f"this release's head is {head}"
-            )
+        _run_check_once(url)
     elif args.command == "grants":
         print(_grants(args, url), end="")
-    elif args.command == "upgrade" and args.sql:
-        script = migrations.upgrade_sql(url, args.from_revision)
-        print(script or f"-- Nothing to do: {args.from_revision} is the head revision.\n", end="")
     elif args.command == "upgrade":
         print(f"at {migrations.upgrade_to_head(url, lock_timeout=args.lock_timeout, **_ddl_limits(args))}")
     elif args.sql:
@@ -242,6 +294,267 @@ def _run(args: argparse.Namespace, url: str) -> int:
             url, args.revision, lock_timeout=args.lock_timeout, **_ddl_limits(args)
         )
         print(f"at {reached or 'base'}")
+    return EXIT_OK
+
+
+def _handler(  # noqa: PLR0911 - one return per form of command
+    args: argparse.Namespace, url: str
+) -> Callable[[argparse.Namespace, str], int] | None:
+    """The function that runs a command or form of one that ``_run`` does not run itself, if any."""
+    if getattr(args, "format", "text") == "json":
+        return _json
+    if args.command == "stamp":
+        return _stamp
+    if args.command == "check" and args.wait is not None:
+        return _check_waiting
+    if args.command == "history" and url:
+        return lambda _args, url: _history_of_database(url)
+    if args.command == "upgrade" and args.sql:
+        return _upgrade_sql
+    if args.command == "upgrade" and args.revision:
+        return _upgrade_to
+    return None
+
+
+def _upgrade_to(args: argparse.Namespace, url: str) -> int:
+    """``upgrade REVISION``: up to that revision and no further."""
+    reached = migrations.upgrade_to(url, args.revision, lock_timeout=args.lock_timeout, **_ddl_limits(args))
+    print(f"at {reached or 'base'}")
+    return EXIT_OK
+
+
+def _upgrade_sql(args: argparse.Namespace, url: str) -> int:
+    """``upgrade --sql``: from ``--from``, else from where the database the URL names is, else from empty.
+
+    Reading the database's revision takes no lock and changes nothing.
+    """
+    start, target = args.from_revision, args.revision or "head"
+    header = ""
+    if start is None and _names_a_database(url):
+        start = migrations.current_revision(url)
+        if start is not None and start not in {r.revision for r in migrations.revisions()}:
+            raise DatabaseAheadError(
+                f"The database is at revision {start}, which this release does not ship: there is no "
+                "SQL this release can write for it. Use the release that ships it.",
+                revision=start,
+            )
+    elif start is None:
+        note = (
+            "assuming an empty database (no granite-assets revision applied); to start elsewhere, "
+            "pass --from REVISION, or a --url that names the database to read it from there"
+        )
+        print(f"granite-assets: {note}.", file=sys.stderr)
+        header = f"-- granite-assets: {note}.\n"
+    script = migrations.upgrade_sql(url, start, target)
+    if not script and target in {"head", migrations.head_revision()}:
+        script = f"-- Nothing to do: {start} is the head revision.\n"
+    elif not script:
+        script = f"-- Nothing to do: the database is at {target} already.\n"
+    print(header + script, end="")
+    return EXIT_OK
+
+
+def _names_a_database(url: str) -> bool:
+    """Tell whether ``url`` names a database to read, rather than a dialect alone (``postgresql://``)."""
+    from granite_assets.migrations._urls import parse_url
+
+    parsed = parse_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite":
+        return database not in {"", ":memory:"} and not database.startswith("file::memory:")
+    return bool(parsed.host or database)
+
+
+def _stamp(args: argparse.Namespace, url: str) -> int:
+    """``stamp REVISION``: say what changed, as ``stamped 0003; was 0002``."""
+    before = migrations.stamp(url, args.revision, lock_timeout=args.lock_timeout)
+    print(f"stamped {args.revision}; was {before or 'none'}")
+    return EXIT_OK
+
+
+def _check_waiting(args: argparse.Namespace, url: str) -> int:
+    """``check --wait``: read until the database is at head, or the time is up; then check's verdict.
+
+    A database that is behind, ahead or unreachable may change while an init container waits (the
+    server starts, another process upgrades), so each is read again; other errors end the wait.
+    """
+    _say_waiting(args, url)
+    deadline = time.monotonic() + args.wait
+    with _each_warning_once():
+        while True:
+            try:
+                return _run_check_once(url)
+            except (DatabaseBehindError, DatabaseAheadError, DatabaseConnectionError):
+                if time.monotonic() >= deadline:
+                    _say_gave_up(args)
+                    raise
+            time.sleep(min(WAIT_POLL, max(deadline - time.monotonic(), 0.0)))
+
+
+def _say_waiting(args: argparse.Namespace, url: str) -> None:
+    from granite_assets.migrations._messages import seconds
+    from granite_assets.migrations._urls import display_url, parse_url
+
+    print(
+        f"Waiting up to {seconds(args.wait)} for {display_url(parse_url(url))} to reach granite-assets "
+        f"revision {migrations.head_revision()} (or newer, backward-compatible ones).",
+        file=sys.stderr,
+    )
+
+
+def _say_gave_up(args: argparse.Namespace) -> None:
+    from granite_assets.migrations._messages import seconds
+
+    print(f"Gave up after {seconds(args.wait)}; the last read said:", file=sys.stderr)
+
+
+@contextmanager
+def _each_warning_once() -> Iterator[None]:
+    """Log each distinct message once while the block reads the same database again and again."""
+    seen: set[str] = set()
+
+    def first_time(record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message in seen:
+            return False
+        seen.add(message)
+        return True
+
+    handlers = logging.getLogger("granite_assets").handlers  # a logger's filter misses its children's records
+    for handler in handlers:
+        handler.addFilter(first_time)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(first_time)
+
+
+def _run_check_once(url: str) -> int:
+    """Check once; print the verdict when the database is one this release works with, else raise it."""
+    current, head = migrations.check_up_to_date(url), migrations.head_revision()
+    if current == head:
+        print(f"up to date at {current}")
+    else:  # ahead, since behind raised: every newer revision is backward compatible
+        print(
+            f"ahead, compatible with this release: the database is at {current}, "
+            f"this release's head is {head}"
+        )
+    return EXIT_OK
+
+
+def _history_of_database(url: str) -> int:
+    """``history --url``: each revision marked ``[X]`` when the database has it, as showmigrations does."""
+    from granite_assets.migrations import _runner
+
+    found = _runner.status(_environment(), url, migrations.DEFAULT_LOCK_TIMEOUT)
+    applied = _applied(found)
+    head = found.history.head
+    for rev in found.history.revisions:
+        marks = [
+            m for m, on in (("head", rev.revision == head), ("current", rev.revision == found.current)) if on
+        ]
+        suffix = f"  ({', '.join(marks)})" if marks else ""
+        print(f"[{'X' if rev.revision in applied else ' '}] {rev.revision}  {rev.message}{suffix}")
+    for revision, _compatible in found.newer:
+        print(f"[X] {revision}  (newer than this release{', current' if revision == found.current else ''})")
+    return EXIT_OK
+
+
+def _applied(found: Status) -> set[str]:
+    """The revisions of this release that the database has."""
+    if found.state.startswith("ahead"):
+        return {r.revision for r in found.history.revisions}
+    return {r.revision for r in found.history.up_to(found.current)}
+
+
+def _json(args: argparse.Namespace, url: str) -> int:
+    """``--format json``: one document on standard output; for ``check``, the exit code of its state."""
+    if args.command == "heads":
+        head = migrations.head_revision()
+        document: dict[str, Any] = {"format": JSON_FORMAT, "head": head, "heads": [head] if head else []}
+        return _emit(document)
+    if args.command == "history":
+        return _json_history(url)
+    return _json_state(args, url)
+
+
+def _json_history(url: str) -> int:
+    """``history --format json``: every revision, marked applied or not when a URL was given."""
+    from granite_assets.migrations import _runner
+    from granite_assets.migrations._history import load_history
+
+    directory = _environment()
+    found = _runner.status(directory, url, migrations.DEFAULT_LOCK_TIMEOUT) if url else None
+    history = found.history if found else load_history(directory)
+    document: dict[str, Any] = {"format": JSON_FORMAT, "head": history.head, "revisions": []}
+    if found is not None:
+        document["database_revision"] = found.current
+    applied = _applied(found) if found else set()
+    for rev in history.revisions:
+        entry: dict[str, Any] = {
+            "revision": rev.revision,
+            "down_revision": rev.down_revision,
+            "message": rev.message,
+            "backward_compatible": rev.backward_compatible,
+            "head": rev.revision == history.head,
+        }
+        if found is not None:
+            entry["applied"] = rev.revision in applied
+            entry["current"] = rev.revision == found.current
+        document["revisions"].append(entry)
+    return _emit(document)
+
+
+def _json_state(args: argparse.Namespace, url: str) -> int:
+    """``current`` and ``check`` with ``--format json``: the database's state; check exits by it."""
+    from granite_assets.migrations import _runner
+
+    waiting = args.command == "check" and args.wait is not None
+    if waiting:
+        _say_waiting(args, url)
+    deadline = time.monotonic() + (args.wait if waiting else 0)
+    with _each_warning_once():
+        while True:
+            try:
+                found = _runner.status(_environment(), url, migrations.DEFAULT_LOCK_TIMEOUT)
+            except DatabaseConnectionError:
+                if time.monotonic() >= deadline:
+                    if waiting:
+                        _say_gave_up(args)
+                    raise
+            else:
+                if found.verdict is None or args.command != "check" or time.monotonic() >= deadline:
+                    if waiting and found.verdict is not None:
+                        _say_gave_up(args)
+                    break
+            time.sleep(min(WAIT_POLL, max(deadline - time.monotonic(), 0.0)))
+    _emit(
+        {
+            "format": JSON_FORMAT,
+            "database_revision": found.current,
+            "head": found.history.head,
+            "state": found.state,
+            "pending": [
+                {"revision": r.revision, "message": r.message, "backward_compatible": r.backward_compatible}
+                for r in found.pending
+            ],
+            "newer": [{"revision": r, "backward_compatible": c} for r, c in found.newer],
+        }
+    )
+    if args.command == "check" and found.verdict is not None:
+        raise found.verdict
+    return EXIT_OK
+
+
+def _environment() -> Path:
+    """The bundled Alembic environment, looked up through the package (where the tests replace it)."""
+    directory: Path = migrations.bundled_directory()  # type: ignore[attr-defined]
+    return directory
+
+
+def _emit(document: dict[str, Any]) -> int:
+    print(json.dumps(document, indent=2))
     return EXIT_OK
 
 

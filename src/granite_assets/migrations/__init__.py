@@ -71,8 +71,10 @@ __all__ = [
     "migration_lock",
     "require_revision",
     "revisions",
+    "stamp",
     "to_sync_url",
     "upgrade_sql",
+    "upgrade_to",
     "upgrade_to_head",
     "upgrade_to_head_async",
 ]
@@ -170,6 +172,82 @@ def upgrade_to_head(
         from granite_assets.migrations import _runner
 
         return _runner.upgrade(bundled_directory(), target, lock_timeout, limits)
+
+
+def upgrade_to(
+    target: str | URL | Engine | Connection,
+    revision: str,
+    *,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    ddl_lock_timeout: float = DEFAULT_DDL_LOCK_TIMEOUT,
+    ddl_retries: int = DEFAULT_DDL_RETRIES,
+    statement_timeout: float | None = None,
+) -> str | None:
+    """Apply the bundled revisions up to ``revision`` and no further; return the revision reached.
+
+    The way to roll a fleet forward one revision at a time: each release's code is deployed
+    against a schema one step newer. It takes the same lock, keeps the same compatibility record
+    and raises the same errors as :func:`upgrade_to_head`; on a database at ``revision`` it reads
+    one row and returns.
+
+    Args:
+        target: As for :func:`upgrade_to_head`.
+        revision: A revision id this release ships (``"head"`` is :func:`upgrade_to_head`).
+        lock_timeout: As for :func:`upgrade_to_head`.
+        ddl_lock_timeout: As for :func:`upgrade_to_head`.
+        ddl_retries: As for :func:`upgrade_to_head`.
+        statement_timeout: As for :func:`upgrade_to_head`.
+
+    Returns:
+        The revision the database is at: ``revision``.
+
+    Raises:
+        UnknownRevisionError: ``revision`` is not one this release ships; nothing was read.
+        DatabaseBehindError: The database is already above ``revision``, which only
+            :func:`downgrade` goes down to; nothing was changed (``pending`` is empty).
+        MigrationError: As :func:`upgrade_to_head` does.
+
+    .. versionadded:: 0.2.0
+    """
+    limits = DDLLimits.checked(ddl_lock_timeout, ddl_retries, statement_timeout)
+    with _db_extra():
+        from granite_assets.migrations import _runner
+
+        return _runner.upgrade_to(bundled_directory(), target, revision, lock_timeout, limits)
+
+
+def stamp(
+    target: str | URL | Engine | Connection, revision: str, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+) -> str | None:
+    """Record ``revision`` as the one the database is at, without running any revision.
+
+    For adopting a database whose tables were created some other way, or recording a revision
+    applied by hand (after a failure on MariaDB, say). It runs under the migration lock, in one
+    transaction, and keeps the compatibility record consistent: stamping up records the
+    revisions in between as applied, stamping down forgets those above. It checks nothing
+    against the schema: the tables must already be as ``revision`` leaves them.
+
+    Args:
+        target: As for :func:`upgrade_to_head`; in a transaction of the caller's, nothing is
+            committed.
+        revision: A revision id this release ships, or ``"base"`` to empty the version table.
+        lock_timeout: Seconds to wait for a migration running in another process.
+
+    Returns:
+        The revision the database was at before (``None`` for none); the change is logged at
+        ``INFO`` level.
+
+    Raises:
+        UnknownRevisionError: ``revision`` is not one this release ships; nothing was read.
+        MigrationError: For a bad URL, an unreachable database, a lock held too long, or a
+            statement that failed, as :func:`upgrade_to_head`.
+
+    .. versionadded:: 0.2.0
+    """
+    with _db_extra():
+        from granite_assets.migrations import _runner
+
+        return _runner.stamp(bundled_directory(), target, revision, lock_timeout)
 
 
 async def upgrade_to_head_async(
@@ -288,22 +366,27 @@ def downgrade(
         return _runner.downgrade(bundled_directory(), target, revision, lock_timeout, limits)
 
 
-def upgrade_sql(url_or_dialect: str | URL, from_revision: str | None = None) -> str:
-    """Return the SQL that upgrades a database from ``from_revision`` (or empty) to head.
+def upgrade_sql(url_or_dialect: str | URL, from_revision: str | None = None, revision: str = "head") -> str:
+    """Return the SQL that upgrades a database from ``from_revision`` (or empty) to ``revision``.
 
     For database administrators who review SQL before it runs. Nothing connects to a database;
     only the URL's dialect is used, so ``"postgresql"`` or ``"mysql"`` is enough. The script
     creates and updates ``granite_assets_alembic_version`` and never mentions ``alembic_version``.
+    It is empty when ``from_revision`` is ``revision`` already.
 
     Raises:
         InvalidURLError: ``url_or_dialect`` names no dialect SQLAlchemy knows.
-        UnknownRevisionError: ``from_revision`` is not one this release ships.
+        UnknownRevisionError: A revision named is not one this release ships.
+        DatabaseBehindError: ``revision`` is below ``from_revision``: that is a downgrade.
+
+    .. versionchanged:: 0.2.0
+       ``revision``, to stop before head.
     """
     with _db_extra():
         from granite_assets.migrations import _runner
 
         return _runner.offline_sql(
-            bundled_directory(), url_or_dialect, from_revision, "head", downgrade=False
+            bundled_directory(), url_or_dialect, from_revision, revision, downgrade=False
         )
 
 

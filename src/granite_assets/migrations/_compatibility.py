@@ -55,12 +55,14 @@ class Ahead:
             when one is not (``blocking`` names the first); ``"unrecorded"`` when the database
             does not say what the newer revisions are.
         blocking: The first newer revision that is not backward compatible.
+        compatible: Whether each of ``newer`` is backward compatible, in the same order.
     """
 
     revision: str
     newer: tuple[str, ...]
     reason: Literal["incompatible", "unrecorded"] | None
     blocking: str | None = None
+    compatible: tuple[bool, ...] = ()
 
 
 def ensure(connection: Connection, history: History, current: str | None) -> bool:
@@ -131,7 +133,8 @@ def examine(connection: Connection, history: History, current: str) -> Ahead:
         return Ahead(current, (), "unrecorded")
     newer.reverse()
     blocking = next((rev for rev in newer if not rows[rev].backward_compatible), None)
-    return Ahead(current, tuple(newer), "incompatible" if blocking else None, blocking)
+    flags = tuple(bool(rows[rev].backward_compatible) for rev in newer)
+    return Ahead(current, tuple(newer), "incompatible" if blocking else None, blocking, flags)
 
 
 def _read(connection: Connection) -> dict[str, Row[Any]] | None:

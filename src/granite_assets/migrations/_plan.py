@@ -29,6 +29,7 @@ class Job:
     destination: str  # "head", "base" or a revision id
     lock_timeout: float
     limits: DDLLimits = DEFAULT_LIMITS
+    upward: bool = False  # up to ``destination``, never past it; else down to it (unless it is "head")
 
 
 @dataclass(frozen=True)
@@ -112,12 +113,23 @@ def _parent_of_blocking(ahead: _compatibility.Ahead) -> str | None:
 
 
 def plan(
-    history: History, current: str | None, destination: str, db: Database, connection: Connection
+    history: History,
+    current: str | None,
+    destination: str,
+    db: Database,
+    connection: Connection,
+    *,
+    upward: bool = False,
 ) -> Plan:
-    """What it takes to bring a database at ``current`` to ``destination`` (``head``, ``base`` or an id)."""
+    """What it takes to bring a database at ``current`` to ``destination`` (``head``, ``base`` or an id).
+
+    ``upward`` says the call only goes up: to ``destination`` and no further.
+    """
     if destination == "head":
         steps = pending(history, current, db, connection)
         return Plan(steps, history.head if steps else current, upgrade=True)
+    if upward:
+        return upgrade_plan(history, current, destination, db, connection)
     if current is not None and not history.knows(current):
         raise ahead_error(history, _compatibility.examine(connection, history, current), db, downgrading=True)
     return downgrade_plan(history, current, destination, db)
@@ -137,3 +149,31 @@ def downgrade_plan(history: History, current: str | None, destination: str, db: 
         )
     steps = tuple(reversed(history.revisions[keep:have]))
     return Plan(steps, target if steps else current, upgrade=False)
+
+
+def upgrade_plan(
+    history: History, current: str | None, destination: str, db: Database, connection: Connection
+) -> Plan:
+    """The steps up from ``current`` to ``destination``; a database already past it is refused.
+
+    Going down is a downgrade's work, which destroys data: an upgrade never does it on its way.
+    """
+    target = None if destination == "base" else destination
+    if current is not None and not history.knows(current):
+        ahead = _compatibility.examine(connection, history, current)
+        if ahead.reason is not None:
+            raise ahead_error(history, ahead, db)
+        have = len(history.revisions) + 1  # past every revision this release ships
+    else:
+        have = history.count_through(current)
+    keep = history.count_through(target)
+    if keep < have:
+        raise behind_error(
+            f"The database {db.where} is at revision {current}, above {destination}: there is nothing to "
+            f"upgrade. To go down to {destination}, use downgrade: "
+            f"`granite-assets db downgrade {destination}`.",
+            current=current,
+            pending=(),
+        )
+    steps = history.revisions[have:keep]
+    return Plan(steps, target if steps else current, upgrade=True)

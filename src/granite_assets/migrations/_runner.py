@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,9 @@ from sqlalchemy.exc import DBAPIError
 
 from granite_assets.migrations._database import Database
 from granite_assets.migrations._errors import (
+    DatabaseBehindError,
     DDLLockTimeoutError,
+    MigrationError,
     MigrationLockTimeoutError,
     UnsupportedConnectionError,
 )
@@ -74,14 +76,7 @@ def check_up_to_date(directory: Path, target: Target, lock_timeout: float) -> st
                 current = stored_revision(connection, db, keep_transaction=keep)
                 todo = pending(history, current, db, connection)
     if todo:
-        names = ", ".join(f"{r.revision} ({r.message})" for r in todo)
-        raise behind_error(
-            f"The database {db.where} is at revision {current or 'none'}; "
-            f"{len(todo)} granite-assets revision(s) are pending: {names}. "
-            "Run `granite-assets db upgrade` (or granite_assets.migrations.upgrade_to_head()).",
-            current=current,
-            pending=todo,
-        )
+        raise _pending_error(db, current, todo)
     return current
 
 
@@ -93,6 +88,18 @@ def upgrade(
     history = load_history(directory)
     with resolve(target, lock_timeout) as db:
         return migrate_target(db, Job(directory, history, "head", lock_timeout, limits))
+
+
+def upgrade_to(
+    directory: Path, target: Target, revision: str, lock_timeout: float, limits: DDLLimits = DEFAULT_LIMITS
+) -> str | None:
+    """Bring the database up to ``revision`` and no further; return the revision it is at."""
+    lock_timeout = check_lock_timeout(lock_timeout)
+    history = load_history(directory)
+    if revision not in {"base", "head"} and not history.knows(revision):
+        raise unknown_revision(history, revision)
+    with resolve(target, lock_timeout) as db:
+        return migrate_target(db, Job(directory, history, revision, lock_timeout, limits, upward=True))
 
 
 def downgrade(
@@ -107,6 +114,129 @@ def downgrade(
         if no_file(db):  # opening it would create it: an empty database has nothing to revert
             return downgrade_plan(history, None, revision, db).destination
         return migrate_target(db, Job(directory, history, revision, lock_timeout, limits))
+
+
+def stamp(directory: Path, target: Target, revision: str, lock_timeout: float) -> str | None:
+    """Record ``revision`` (``"base"``: none) as the database's, running nothing; return the one it replaced.
+
+    Under the migration lock, in one transaction with the compatibility record, which is made to
+    hold the revisions up to ``revision`` and no others.
+    """
+    lock_timeout = check_lock_timeout(lock_timeout)
+    history = load_history(directory)
+    if revision != "base" and not history.knows(revision):
+        raise unknown_revision(history, revision)
+    with resolve(target, lock_timeout) as db:
+        given = db.connection
+        if given is not None and in_callers_transaction(given):  # theirs to commit
+            with db.backend.callers_migration(given, db, lock_timeout):
+                return _stamp(db, given, directory, history, revision)
+        own = replace(db, connection=None)
+        if given is None:
+            with connect(own) as connection:
+                return _stamp_locked(own, connection, directory, history, revision, lock_timeout)
+        with borrowing(given):
+            return _stamp_locked(own, given, directory, history, revision, lock_timeout)
+
+
+def _stamp_locked(  # noqa: PLR0917 - a private step of stamp(), called twice
+    db: Database,
+    connection: Connection,
+    directory: Path,
+    history: History,
+    revision: str,
+    lock_timeout: float,
+) -> str | None:
+    """Stamp on a connection outside any transaction, under the session lock, committing the change."""
+    if connection.in_transaction():
+        connection.rollback()
+    use_autocommit(connection, on=True)
+    with db.backend.own_migration(connection, db, lock_timeout):
+        if db.backend.migrates_in_one_transaction:  # in the lock's own transaction, committed with it
+            return _stamp(db, connection, directory, history, revision)
+        transactional(connection)
+        with connection.begin():
+            before = _stamp(db, connection, directory, history, revision)
+        use_autocommit(connection, on=True)
+        return before
+
+
+def _stamp(
+    db: Database, connection: Connection, directory: Path, history: History, revision: str
+) -> str | None:
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from granite_assets.migrations import _compatibility
+    from granite_assets.migrations._names import VERSION_TABLE
+
+    before = stored_revision(connection, db, keep_transaction=True)
+    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    if before is not None and not history.knows(before):  # a newer release's: Alembic cannot step from it
+        connection.exec_driver_sql(f"DELETE FROM {VERSION_TABLE}")
+    context.stamp(ScriptDirectory(str(directory)), revision)
+    after = None if revision == "base" else revision
+    _compatibility.ensure(connection, history, after)
+    logger.info(
+        "Stamped %s at granite-assets revision %s (it was at %s); no revision ran.",
+        db.where,
+        after or "base",
+        before or "none",
+    )
+    return before
+
+
+@dataclass(frozen=True)
+class Status:
+    """Where a database stands against this release, for a report; nothing is raised for it.
+
+    ``state`` is ``"up_to_date"``, ``"behind"``, ``"ahead_compatible"``, ``"ahead_incompatible"``
+    or ``"ahead_unrecorded"``; ``verdict`` is the error :func:`check_up_to_date` raises in that state.
+    """
+
+    current: str | None
+    history: History
+    pending: tuple[Revision, ...]
+    newer: tuple[tuple[str, bool | None], ...]
+    state: str
+    verdict: MigrationError | None
+
+
+def status(directory: Path, target: Target, lock_timeout: float) -> Status:
+    """Read where the database stands: its revision, what is pending, what is newer than this release."""
+    from granite_assets.migrations import _compatibility
+    from granite_assets.migrations._plan import ahead_error
+
+    history = load_history(directory)
+    with resolve(target, lock_timeout) as db:
+        current, ahead = None, None
+        if not no_file(db):
+            with reading(db) as (connection, keep):
+                current = stored_revision(connection, db, keep_transaction=keep)
+                if current is not None and not history.knows(current):
+                    ahead = _compatibility.examine(connection, history, current)
+    if ahead is None:
+        todo = history.after(current)
+        verdict = _pending_error(db, current, todo) if todo else None
+        return Status(current, history, todo, (), "behind" if todo else "up_to_date", verdict)
+    if ahead.reason == "unrecorded":
+        newer: tuple[tuple[str, bool | None], ...] = ((ahead.revision, None),)
+    else:
+        newer = tuple(zip(ahead.newer, ahead.compatible, strict=True))
+    state = f"ahead_{ahead.reason}" if ahead.reason else "ahead_compatible"
+    refusal = ahead_error(history, ahead, db) if ahead.reason else None
+    return Status(current, history, (), newer, state, refusal)
+
+
+def _pending_error(db: Database, current: str | None, todo: tuple[Revision, ...]) -> DatabaseBehindError:
+    names = ", ".join(f"{r.revision} ({r.message})" for r in todo)
+    return behind_error(
+        f"The database {db.where} is at revision {current or 'none'}; "
+        f"{len(todo)} granite-assets revision(s) are pending: {names}. "
+        "Run `granite-assets db upgrade` (or granite_assets.migrations.upgrade_to_head()).",
+        current=current,
+        pending=todo,
+    )
 
 
 def migrate_target(db: Database, job: Job) -> str | None:
@@ -138,7 +268,7 @@ def read_and_plan(
 ) -> tuple[str | None, bool]:
     """The database's revision, and whether the job has work there (refused inside a run of ours)."""
     current = stored_revision(connection, db, keep_transaction=keep_transaction)
-    if not plan(job.history, current, job.destination, db, connection).steps:
+    if not plan(job.history, current, job.destination, db, connection, upward=job.upward).steps:
         return current, False
     refuse_nested(db.where)
     return current, True
@@ -367,7 +497,7 @@ def migrate(db: Database, connection: Connection, job: Job, *, own: bool, attemp
         current = stored_revision(connection, db, keep_transaction=not per_revision)
     else:
         current = reread_in_callers_transaction(connection, db)
-    the_plan = plan(job.history, current, job.destination, db, connection)
+    the_plan = plan(job.history, current, job.destination, db, connection, upward=job.upward)
     if not the_plan.steps:
         return the_plan.destination
     if per_revision:
@@ -571,6 +701,8 @@ def offline_sql(
             raise unknown_revision(history, str(revision))
     if downgrade and not _reverts_something(history, str(start), end):
         return ""
+    if not downgrade and not _applies_something(history, start, end):
+        return ""
     dialect_only = URL.create(url.drivername)  # no credentials can reach the script
     buffer = io.StringIO()
     config = alembic_config(directory, granite_assets_offline_url=dialect_only.render_as_string())
@@ -592,3 +724,17 @@ def _reverts_something(history: History, start: str, end: str) -> bool:
             pending=history.revisions[have:keep],
         )
     return keep < have
+
+
+def _applies_something(history: History, start: str | None, end: str) -> bool:
+    """Tell whether an upgrade from ``start`` to ``end`` applies anything; refuse one that would go down."""
+    at = {"base": None, "head": history.head}
+    have, want = (history.count_through(at.get(r, r) if r else None) for r in (start, end))
+    if want < have:
+        raise behind_error(
+            f"Revision {end} is below {start}: from {start} there is nothing to upgrade. "
+            "For the SQL that goes down, use downgrade_sql() (`granite-assets db downgrade --sql`).",
+            current=start,
+            pending=(),
+        )
+    return want > have
