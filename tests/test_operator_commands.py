@@ -60,6 +60,7 @@ def document(out: list[str]) -> dict[str, Any]:
     return parsed
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("backend", THREE_BACKENDS)
 def test_upgrade_to_a_revision_stamp_history_and_sql_from_the_database(
     database: Database, environment_copy: Path, tmp_path: Path
@@ -126,6 +127,7 @@ def test_upgrade_to_a_revision_stamp_history_and_sql_from_the_database(
     assert migrations.stamp(url, "base") == BASELINE.revision
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("backend", THREE_BACKENDS)
 def test_check_waits_and_every_json_document_has_the_documented_shape(
     database: Database, environment_copy: Path, tmp_path: Path
