@@ -20,7 +20,7 @@ import logging
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib.util import find_spec
 from logging.config import fileConfig
 from pathlib import Path
@@ -40,11 +40,13 @@ from granite_assets.migrations._manifest import write_manifest
 from granite_assets.migrations._names import COMPATIBILITY_TABLE, LOGGER_NAME, TABLE_PREFIX, VERSION_TABLE
 from granite_assets.migrations._naming import names_without_prefix, refusal
 from granite_assets.migrations._revision_limits import revisions_bounded
+from granite_assets.migrations._progress import Tracker
 from granite_assets.models import Base
 
 if TYPE_CHECKING:
     from alembic.operations.ops import MigrationScript
     from alembic.runtime.environment import NameFilterParentNames, NameFilterType
+    from alembic.runtime.migration import RevisionStep
 
     from granite_assets.migrations._compatibility_proposal import Proposal
 
@@ -121,15 +123,43 @@ def history() -> History:
 
 
 def record_step(ctx: MigrationContext, step: MigrationInfo, heads: Iterable[str], run_args: Any) -> None:
-    """Record each applied or reverted revision, in its transaction, and log it."""
+    """Record each applied or reverted revision, in its transaction (the tracker logs it once committed)."""
     if step.is_stamp or ctx.as_sql:  # offline SQL applies nothing, and its output must stay SQL
         return
     revision = history().get(str(step.up_revision_id))
     if config.attributes.get("granite_assets_keeps_record") and ctx.connection is not None:
         _compatibility.record_step(ctx.connection, revision, applied=step.is_upgrade)
-    verb = "Applied" if step.is_upgrade else "Reverted"
-    logger.info("%s revision %s (%s)", verb, revision.revision, revision.message)
     config.attributes.setdefault("granite_assets_steps", []).append(revision.revision)
+
+
+StepsFn = Callable[..., Iterable["RevisionStep"]]
+
+
+def tracked(steps_of: StepsFn, tracker: Tracker) -> StepsFn:
+    """Wrap Alembic's step function so that the tracker sees each revision start and finish.
+
+    ``MigrationContext.run_migrations`` takes each step from this generator, then runs it in its
+    own transaction (``transaction_per_migration``) and calls ``on_version_apply`` inside it. So a
+    step is started when it is handed out, before its transaction begins, and finished when the
+    next one is asked for, after its transaction committed: a callback that raises then stops the
+    run between two revisions, never inside one.
+    """
+
+    def steps(heads: Any, ctx: MigrationContext) -> Iterator[RevisionStep]:
+        planned = list(steps_of(heads, ctx))
+        revisions = [str(step.info.up_revision_id) for step in planned if not step.info.is_stamp]
+        known = history()
+        upgrade = all(step.is_upgrade for step in planned)
+        tracker.plan([(r, known.get(r).message) for r in revisions], upgrade=upgrade)
+        for step in planned:
+            if step.info.is_stamp:
+                yield step
+                continue
+            tracker.started(str(step.info.up_revision_id))
+            yield step
+            tracker.finished()
+
+    return steps
 
 
 @write_hooks.register("granite_assets_revision")
@@ -186,11 +216,21 @@ def run_on(connection: Connection) -> None:
     A revision that declares it needs longer limits than the call's gets them while it runs.
     """
     configure(connection)
-    current = context.get_context().get_current_revision()
+    ctx = context.get_context()
+    current = ctx.get_current_revision()
     config.attributes["granite_assets_keeps_record"] = _compatibility.ensure(connection, history(), current)
-    limits = config.attributes.get("granite_assets_limits")
-    with revisions_bounded(context.script, history(), connection, limits), context.begin_transaction():
-        context.run_migrations()
+    tracker: Tracker | None = config.attributes.get("granite_assets_progress")
+    if tracker is None:  # the alembic command line: its revisions are logged too
+        tracker = Tracker(None)
+    if ctx._migrations_fn is not None:  # Alembic keeps the command's step function only there
+        ctx._migrations_fn = tracked(ctx._migrations_fn, tracker)
+    try:
+        limits = config.attributes.get("granite_assets_limits")
+        with revisions_bounded(context.script, history(), connection, limits), context.begin_transaction():
+            context.run_migrations()
+    except BaseException:  # Ctrl-C too: the revision that was running did not finish
+        tracker.failed()
+        raise
 
 
 def named_url() -> str | None:

@@ -35,6 +35,7 @@ from granite_assets.migrations._errors import (
 from granite_assets.migrations._history import Revision, bundled_directory, load_history
 from granite_assets.migrations._host_filter import include_name
 from granite_assets.migrations._names import VERSION_TABLE as _VERSION_TABLE
+from granite_assets.migrations._progress import MigrationProgress, ProgressCallback
 from granite_assets.migrations._timeouts import DDLLimits
 
 if TYPE_CHECKING:
@@ -57,7 +58,9 @@ __all__ = [
     "MigrationError",
     "MigrationFailedError",
     "MigrationLockTimeoutError",
+    "MigrationProgress",
     "MissingDependencyError",
+    "ProgressCallback",
     "Revision",
     "UnknownRevisionError",
     "UnsupportedConnectionError",
@@ -114,6 +117,7 @@ def upgrade_to_head(
     ddl_lock_timeout: float = DEFAULT_DDL_LOCK_TIMEOUT,
     ddl_retries: int = DEFAULT_DDL_RETRIES,
     statement_timeout: float | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> str | None:
     """Apply every bundled revision the database lacks, and return the revision it is now at.
 
@@ -142,6 +146,15 @@ def upgrade_to_head(
         ddl_retries: How many more times such a revision is tried, after a growing pause.
         statement_timeout: Seconds each statement may run (PostgreSQL, MariaDB), or longer for a
             revision that declares it needs longer; ``None`` leaves the session's own setting.
+        on_progress: Called with a :class:`MigrationProgress` when each revision starts, finishes
+            (with its time) or fails, in the thread that migrates; never on a database at head.
+            "finished" comes once the revision is committed (on SQLite, and in a transaction of
+            the caller's, once it is applied in the transaction, committed at the end). A
+            revision retried after a table-lock timeout reports "failed", then "started" again.
+            An exception the callback raises on "started" or "finished" stops the run between
+            two revisions and is raised as it is, the revisions before it committed (on SQLite,
+            none: the run is one transaction); one raised on "failed" is logged, and the
+            migration's error raised. See :ref:`progress`.
 
     Returns:
         The revision the database is at: the head of the bundled history, or a newer revision
@@ -171,7 +184,7 @@ def upgrade_to_head(
     with _db_extra():
         from granite_assets.migrations import _runner
 
-        return _runner.upgrade(bundled_directory(), target, lock_timeout, limits)
+        return _runner.upgrade(bundled_directory(), target, lock_timeout, limits, on_progress=on_progress)
 
 
 def upgrade_to(
@@ -257,6 +270,7 @@ async def upgrade_to_head_async(
     ddl_lock_timeout: float = DEFAULT_DDL_LOCK_TIMEOUT,
     ddl_retries: int = DEFAULT_DDL_RETRIES,
     statement_timeout: float | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> str | None:
     """Do what :func:`upgrade_to_head` does, for hosts on async drivers.
 
@@ -273,6 +287,8 @@ async def upgrade_to_head_async(
         ddl_lock_timeout: As for :func:`upgrade_to_head`.
         ddl_retries: As for :func:`upgrade_to_head`.
         statement_timeout: As for :func:`upgrade_to_head`.
+        on_progress: As for :func:`upgrade_to_head`; called synchronously (inside SQLAlchemy's
+            greenlet bridge, or a worker thread for a sync URL), so it must not await.
 
     Returns:
         The revision the database is at.
@@ -284,7 +300,9 @@ async def upgrade_to_head_async(
     with _db_extra():
         from granite_assets.migrations import _async
 
-        return await _async.upgrade_async(bundled_directory(), target, lock_timeout, limits)
+        return await _async.upgrade_async(
+            bundled_directory(), target, lock_timeout, limits, on_progress=on_progress
+        )
 
 
 def current_revision(target: str | URL | Engine | Connection) -> str | None:
@@ -340,6 +358,7 @@ def downgrade(
     ddl_lock_timeout: float = DEFAULT_DDL_LOCK_TIMEOUT,
     ddl_retries: int = DEFAULT_DDL_RETRIES,
     statement_timeout: float | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> str | None:
     """Revert revisions until the database is at ``revision``, under the migration lock.
 
@@ -351,6 +370,8 @@ def downgrade(
         ddl_lock_timeout: As for :func:`upgrade_to_head`.
         ddl_retries: As for :func:`upgrade_to_head`.
         statement_timeout: As for :func:`upgrade_to_head`.
+        on_progress: As for :func:`upgrade_to_head`, with events whose ``direction`` is
+            ``"downgrade"``.
 
     Returns:
         The revision the database is now at (``None`` for base).
@@ -363,7 +384,9 @@ def downgrade(
     with _db_extra():
         from granite_assets.migrations import _runner
 
-        return _runner.downgrade(bundled_directory(), target, revision, lock_timeout, limits)
+        return _runner.downgrade(
+            bundled_directory(), target, revision, lock_timeout, limits, on_progress=on_progress
+        )
 
 
 def upgrade_sql(url_or_dialect: str | URL, from_revision: str | None = None, revision: str = "head") -> str:

@@ -19,6 +19,7 @@ from granite_assets.migrations import _runner
 from granite_assets.migrations._database import Database
 from granite_assets.migrations._errors import MissingDependencyError
 from granite_assets.migrations._history import load_history
+from granite_assets.migrations._progress import ProgressCallback
 from granite_assets.migrations._target import check_url, create_owned_engine, refuse_schema_translation
 from granite_assets.migrations._timeouts import DEFAULT_LIMITS, DDLLimits, check_lock_timeout
 from granite_assets.migrations._urls import is_async, parse_url
@@ -43,27 +44,43 @@ async def upgrade_async(
     target: AsyncEngine | AsyncConnection | str | URL,
     lock_timeout: float,
     limits: DDLLimits = DEFAULT_LIMITS,
+    *,
+    on_progress: ProgressCallback | None = None,
 ) -> str | None:
     """Upgrade through an async engine or connection, or an async (or sync) URL."""
     lock_timeout = check_lock_timeout(lock_timeout)
     url = parse_url(target) if isinstance(target, str | URL) else None
     if url is not None and not is_async(url):
         # A sync URL: run the sync implementation in a worker thread to keep the loop free.
-        return await asyncio.to_thread(_runner.upgrade, directory, url, lock_timeout, limits)
+        return await asyncio.to_thread(
+            _runner.upgrade, directory, url, lock_timeout, limits, on_progress=on_progress
+        )
     require_greenlet()
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
     if isinstance(target, AsyncConnection):
         return await target.run_sync(
-            lambda c: with_sleep(_cooperative_sleep, _runner.upgrade, directory, c, lock_timeout, limits)
+            lambda c: with_sleep(
+                _cooperative_sleep,
+                _runner.upgrade,
+                directory,
+                c,
+                lock_timeout,
+                limits,
+                on_progress=on_progress,
+            )
         )
     if isinstance(target, AsyncEngine):
-        return await _upgrade_engine(directory, target, target.url, lock_timeout, limits, owned=False)
+        return await _upgrade_engine(
+            directory, target, target.url, lock_timeout, limits, on_progress=on_progress, owned=False
+        )
     url = parse_url(target)  # not a URL: parse_url says what it expected
     check_url(url)
     engine = create_owned_engine(url, lock_timeout, create_async_engine)
     try:
-        return await _upgrade_engine(directory, engine, url, lock_timeout, limits, owned=True)
+        return await _upgrade_engine(
+            directory, engine, url, lock_timeout, limits, on_progress=on_progress, owned=True
+        )
     finally:
         await engine.dispose()
 
@@ -85,7 +102,14 @@ def require_greenlet() -> None:
 
 
 async def _upgrade_engine(
-    directory: Path, engine: AsyncEngine, url: URL, lock_timeout: float, limits: DDLLimits, *, owned: bool
+    directory: Path,
+    engine: AsyncEngine,
+    url: URL,
+    lock_timeout: float,
+    limits: DDLLimits,
+    *,
+    on_progress: ProgressCallback | None,
+    owned: bool,
 ) -> str | None:
     refuse_schema_translation(engine.sync_engine)
     db = Database(url, engine.sync_engine, owned=owned)
@@ -99,5 +123,6 @@ async def _upgrade_engine(
         history,
         lock_timeout,
         limits,
+        on_progress=on_progress,
     )
     return result  # type: ignore[no-any-return]

@@ -17,6 +17,7 @@ from granite_assets.migrations._errors import DatabaseAheadError
 from granite_assets.migrations._failures import behind_error
 from granite_assets.migrations._history import History, Revision
 from granite_assets.migrations._names import logger
+from granite_assets.migrations._progress import ProgressCallback
 from granite_assets.migrations._timeouts import DEFAULT_LIMITS, DDLLimits
 
 
@@ -30,6 +31,7 @@ class Job:
     lock_timeout: float
     limits: DDLLimits = DEFAULT_LIMITS
     upward: bool = False  # up to ``destination``, never past it; else down to it (unless it is "head")
+    on_progress: ProgressCallback | None = None
 
 
 @dataclass(frozen=True)

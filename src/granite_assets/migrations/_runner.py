@@ -47,6 +47,7 @@ from granite_assets.migrations._messages import advice, first_line, seconds
 from granite_assets.migrations._names import logger
 from granite_assets.migrations._plan import Job, Plan, downgrade_plan, pending, plan
 from granite_assets.migrations._revision_limits import limits_for
+from granite_assets.migrations._progress import ProgressCallback, ProgressCallbackError, Tracker
 from granite_assets.migrations._target import Target, connect, resolve
 from granite_assets.migrations._timeouts import DEFAULT_LIMITS, DDLLimits, check_lock_timeout
 from granite_assets.migrations._urls import is_async, parse_url
@@ -81,13 +82,18 @@ def check_up_to_date(directory: Path, target: Target, lock_timeout: float) -> st
 
 
 def upgrade(
-    directory: Path, target: Target, lock_timeout: float, limits: DDLLimits = DEFAULT_LIMITS
+    directory: Path,
+    target: Target,
+    lock_timeout: float,
+    limits: DDLLimits = DEFAULT_LIMITS,
+    *,
+    on_progress: ProgressCallback | None = None,
 ) -> str | None:
     """Bring the database to head; return the revision it is at."""
     lock_timeout = check_lock_timeout(lock_timeout)
     history = load_history(directory)
     with resolve(target, lock_timeout) as db:
-        return migrate_target(db, Job(directory, history, "head", lock_timeout, limits))
+        return migrate_target(db, Job(directory, history, "head", lock_timeout, limits, on_progress))
 
 
 def upgrade_to(
@@ -103,7 +109,13 @@ def upgrade_to(
 
 
 def downgrade(
-    directory: Path, target: Target, revision: str, lock_timeout: float, limits: DDLLimits = DEFAULT_LIMITS
+    directory: Path,
+    target: Target,
+    revision: str,
+    lock_timeout: float,
+    limits: DDLLimits = DEFAULT_LIMITS,
+    *,
+    on_progress: ProgressCallback | None = None,
 ) -> str | None:
     """Step the database down to ``revision`` (or ``"base"``) under the migration lock."""
     lock_timeout = check_lock_timeout(lock_timeout)
@@ -113,7 +125,7 @@ def downgrade(
     with resolve(target, lock_timeout) as db:
         if no_file(db):  # opening it would create it: an empty database has nothing to revert
             return downgrade_plan(history, None, revision, db).destination
-        return migrate_target(db, Job(directory, history, revision, lock_timeout, limits))
+        return migrate_target(db, Job(directory, history, revision, lock_timeout, limits, on_progress))
 
 
 def stamp(directory: Path, target: Target, revision: str, lock_timeout: float) -> str | None:
@@ -312,10 +324,17 @@ def migrate_outside_transactions(db: Database, connection: Connection, job: Job)
 
 
 def upgrade_database(
-    directory: Path, db: Database, history: History, lock_timeout: float, limits: DDLLimits = DEFAULT_LIMITS
+    directory: Path,
+    db: Database,
+    history: History,
+    lock_timeout: float,
+    limits: DDLLimits = DEFAULT_LIMITS,
+    *,
+    on_progress: ProgressCallback | None = None,
 ) -> str | None:
     """Upgrade a database reached through an engine (the async entry point's way in)."""
-    return migrate_target(db, Job(directory, history, "head", check_lock_timeout(lock_timeout), limits))
+    job = Job(directory, history, "head", check_lock_timeout(lock_timeout), limits, on_progress)
+    return migrate_target(db, job)
 
 
 def no_file(db: Database) -> bool:
@@ -360,7 +379,7 @@ def migrate_on_callers_connection(db: Database, connection: Connection, job: Job
         db.backend.callers_migration(connection, db, job.lock_timeout),
         db.backend.ddl_limits(connection, limits.lock_timeout, limits.statement_timeout, in_transaction=True),
     ):
-        return migrate(db, connection, job, own=False)
+        return migrate(db, connection, job, Tracker(job.on_progress), own=False)
 
 
 @contextmanager
@@ -440,9 +459,10 @@ def migrate_with_retries(db: Database, connection: Connection, job: Job) -> str 
     database already (MariaDB's DDL commits statement by statement) is not tried again.
     """
     attempt = 1
+    tracker = Tracker(job.on_progress)
     while True:
         try:
-            return migrate(db, connection, job, own=True, attempt=attempt)
+            return migrate(db, connection, job, tracker, own=True, attempt=attempt)
         except DDLLockTimeoutError as error:
             if error.applied or attempt > job.limits.retries:
                 raise
@@ -485,12 +505,17 @@ def held_by(blockers: tuple[str, ...]) -> str:
 # -- Running Alembic -------------------------------------------------------------------------
 
 
-def migrate(db: Database, connection: Connection, job: Job, *, own: bool, attempt: int = 1) -> str | None:
+def migrate(
+    db: Database, connection: Connection, job: Job, tracker: Tracker, *, own: bool, attempt: int = 1
+) -> str | None:
     """Run Alembic to the job's destination unless the database, re-read under the lock, is there.
 
     ``own`` says the connection is ours, whose work is committed revision by revision (SQLite:
     in one transaction committed by the caller of this function); otherwise it is the caller's,
     and nothing is committed.
+
+    An exception of the caller's ``on_progress`` callback is raised as it is, with the revision
+    that was running rolled back: the tracker calls it only between revisions.
     """
     per_revision = own and not db.backend.migrates_in_one_transaction
     if own:
@@ -503,7 +528,11 @@ def migrate(db: Database, connection: Connection, job: Job, *, own: bool, attemp
     if per_revision:
         transactional(connection)
     config = alembic_config(
-        job.directory, connection, granite_assets_history=job.history, granite_assets_limits=job.limits
+        job.directory,
+        connection,
+        granite_assets_history=job.history,
+        granite_assets_limits=job.limits,
+        granite_assets_progress=tracker,
     )
     statements: list[tuple[int, str]] = []
     try:
@@ -514,6 +543,10 @@ def migrate(db: Database, connection: Connection, job: Job, *, own: bool, attemp
             _alembic_command("upgrade" if the_plan.upgrade else "downgrade")(config, job.destination)
     except MigrationLockTimeoutError:
         raise
+    except ProgressCallbackError as exc:
+        if per_revision:
+            roll_back_to_autocommit(connection)
+        raise exc.error from None
     except Exception as exc:
         cannot_wait = None if own else db.backend.cannot_wait(exc, db)
         if cannot_wait is not None:
@@ -546,6 +579,13 @@ def migrate(db: Database, connection: Connection, job: Job, *, own: bool, attemp
             connection.commit()
         use_autocommit(connection, on=True)
     return the_plan.destination
+
+
+def roll_back_to_autocommit(connection: Connection) -> None:
+    """End what a run stopped between revisions left open, and put our connection back in AUTOCOMMIT."""
+    if connection.in_transaction():
+        connection.rollback()
+    use_autocommit(connection, on=True)
 
 
 @contextmanager
