@@ -55,6 +55,11 @@ class Run:
         return self.err.splitlines()
 
 
+def timeless(lines: list[str]) -> list[str]:
+    """``lines`` with each time in seconds ("in 0.31 s") replaced by ``#``, to compare exactly."""
+    return [re.sub(r"\b\d+\.\d+ s\b", "# s", line) for line in lines]
+
+
 def granite_assets(
     cwd: Path,
     *args: str,
@@ -98,7 +103,12 @@ def test_upgrade_current_check_and_downgrade(database: Database, tmp_path: Path)
         run = granite_assets(tmp_path, "db", "upgrade", "--url", url, secret=password)
         assert run.code == EXIT_OK, run.err
         assert run.out == [f"at {BASELINE.revision}"]
-        assert run.err_lines == [f"Applied revision {BASELINE.revision} ({BASELINE.message})"]
+        assert timeless(run.err_lines) == [
+            f"Applying 1 revision: {BASELINE.revision} ({BASELINE.message})",
+            f"[1/1] Applying revision {BASELINE.revision} ({BASELINE.message}) ...",
+            f"[1/1] Applied revision {BASELINE.revision} ({BASELINE.message}) in # s",
+            "Applied 1 revision in # s",
+        ]
 
         run = granite_assets(tmp_path, "db", "current", "--url", url, secret=password)
         assert (run.code, run.out) == (EXIT_OK, [BASELINE.revision])
@@ -109,7 +119,9 @@ def test_upgrade_current_check_and_downgrade(database: Database, tmp_path: Path)
         run = granite_assets(tmp_path, "db", "downgrade", "base", "--url", url, secret=password)
         assert run.code == EXIT_OK, run.err
         assert run.out == ["at base"]
-        assert run.err_lines == [f"Reverted revision {BASELINE.revision} ({BASELINE.message})"]
+        assert f"[1/1] Reverted revision {BASELINE.revision} ({BASELINE.message}) in # s" in timeless(
+            run.err_lines
+        )
         assert version_rows(database) == []
 
 
@@ -122,15 +134,20 @@ def test_one_line_per_revision_history_and_heads(
     run = granite_assets(tmp_path, "db", "upgrade", "--url", url, environment=environment_copy)
     assert run.code == EXIT_OK, run.err
     assert run.out == ["at 0003"]
-    assert run.err_lines == [
-        f"Applied revision 0001 ({BASELINE.message})",
-        "Applied revision 0002 (table 0002)",
-        "Applied revision 0003 (table 0003)",
+    assert [line for line in timeless(run.err_lines) if " in # s" in line] == [
+        f"[1/3] Applied revision 0001 ({BASELINE.message}) in # s",
+        "[2/3] Applied revision 0002 (table 0002) in # s",
+        "[3/3] Applied revision 0003 (table 0003) in # s",
+        "Applied 3 revisions in # s",
     ]
     run = granite_assets(tmp_path, "db", "downgrade", "0001", "--url", url, environment=environment_copy)
     assert run.code == EXIT_OK, run.err
     assert run.out == ["at 0001"]
-    assert run.err_lines == ["Reverted revision 0003 (table 0003)", "Reverted revision 0002 (table 0002)"]
+    assert [line for line in timeless(run.err_lines) if " in # s" in line] == [
+        "[1/2] Reverted revision 0003 (table 0003) in # s",
+        "[2/2] Reverted revision 0002 (table 0002) in # s",
+        "Reverted 2 revisions in # s",
+    ]
     assert version_rows(database) == ["0001"]
 
     run = granite_assets(tmp_path, "db", "check", "--url", url, environment=environment_copy)
@@ -315,6 +332,7 @@ def test_every_option_help_shows_its_default() -> None:
         "dialect",
         "owner",
         "read_only",
+        "quiet",
     }
     for option in options:
         assert "(default: " in (option.help or "") or "(no default: " in (option.help or ""), option.dest
@@ -378,7 +396,7 @@ def test_diagnostics_go_to_stderr_so_redirected_sql_is_pure(
     assert run.code == EXIT_OK, run.err
     assert run.out == ["at 0002"]
     assert "make migrate-manifest" in run.err
-    assert "Applied revision 0002 (test revision 0002)" in run.err_lines
+    assert "[2/2] Applied revision 0002 (test revision 0002) in # s" in timeless(run.err_lines)
 
 
 def test_downgrade_with_nothing_to_revert_says_so(database: Database, tmp_path: Path) -> None:

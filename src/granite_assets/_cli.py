@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from granite_assets import migrations
+from granite_assets._cli_progress import PrinterHandler, ProgressPrinter
 from granite_assets.migrations._errors import (
     DatabaseAheadError,
     DatabaseBehindError,
@@ -127,6 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     downgrade = command("downgrade", "Revert revisions down to REVISION (or base).")
     downgrade.add_argument("revision", metavar="REVISION", help="a revision id, or base to revert them all")
     offline_options(downgrade, "with --sql: the revision the database is at (no default: required)")
+    for sub in (upgrade, downgrade):
+        sub.add_argument(
+            "-q",
+            "--quiet",
+            action="store_true",
+            help="print nothing on standard error but errors "
+            "(default: the plan, each revision as it starts and ends, and the total)",
+        )
     stamp = command("stamp", "Record REVISION as the database's revision, running nothing.")
     stamp.add_argument("revision", metavar="REVISION", help="a revision id, or base to empty the record")
     stamp.add_argument(
@@ -208,10 +217,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         (getattr(args, "command_parser", None) or parser).print_help(sys.stderr)
         return EXIT_USAGE
     url = _checked(args)
-    _show_progress()
+    printer = ProgressPrinter(sys.stderr, live=sys.stderr.isatty())
+    _show_progress(printer, quiet=getattr(args, "quiet", False))
     try:
         with read_at_the_command_line():
-            return _run(args, url or "")
+            return _run(args, url or "", None if getattr(args, "quiet", False) else printer)
     except DatabaseBehindError as exc:  # check's verdict, or nothing to do in the direction asked
         print(
             _behind(exc, url or "") if args.command == "check" else hide_passwords(str(exc)), file=sys.stderr
@@ -226,6 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MigrationError as exc:  # its URLs hide their passwords; a revision typed in may not
         print(f"error: {hide_passwords(str(exc))}", file=sys.stderr)
         return EXIT_MIGRATION_ERROR
+    finally:
+        printer.close()
 
 
 def _checked(args: argparse.Namespace) -> str | None:
@@ -268,7 +280,7 @@ def _checked(args: argparse.Namespace) -> str | None:
     return url
 
 
-def _run(args: argparse.Namespace, url: str) -> int:
+def _run(args: argparse.Namespace, url: str, progress: ProgressPrinter | None) -> int:
     handler = _handler(args, url)
     if handler is not None:
         return handler(args, url)
@@ -285,14 +297,19 @@ def _run(args: argparse.Namespace, url: str) -> int:
     elif args.command == "grants":
         print(_grants(args, url), end="")
     elif args.command == "upgrade":
-        print(f"at {migrations.upgrade_to_head(url, lock_timeout=args.lock_timeout, **_ddl_limits(args))}")
+        reached = migrations.upgrade_to_head(
+            url, lock_timeout=args.lock_timeout, on_progress=progress, **_ddl_limits(args)
+        )
+        _print_total(progress)
+        print(f"at {reached}")
     elif args.sql:
         script = migrations.downgrade_sql(url, args.from_revision, args.revision)
         print(script or f"-- Nothing to do: the database is at {args.revision} already.\n", end="")
     else:
         reached = migrations.downgrade(
-            url, args.revision, lock_timeout=args.lock_timeout, **_ddl_limits(args)
+            url, args.revision, lock_timeout=args.lock_timeout, on_progress=progress, **_ddl_limits(args)
         )
+        _print_total(progress)
         print(f"at {reached or 'base'}")
     return EXIT_OK
 
@@ -571,6 +588,12 @@ def _grants(args: argparse.Namespace, url: str) -> str:
         usage.error(str(exc))
 
 
+def _print_total(progress: ProgressPrinter | None) -> None:
+    """Print the run's total on standard error (unless quiet), before the result goes to standard output."""
+    if progress is not None:
+        progress.total()
+
+
 def _ddl_limits(args: argparse.Namespace) -> dict[str, Any]:
     """The table-lock bounds the options name; those left out keep the library's defaults."""
     given = {
@@ -629,12 +652,14 @@ def _behind(exc: DatabaseBehindError, url: str) -> str:
     )
 
 
-def _show_progress() -> None:
-    """Show each applied revision and every warning on standard error, keeping stdout for results.
+def _show_progress(printer: ProgressPrinter, *, quiet: bool) -> None:
+    """Show every warning (and, unless quiet, every notice) on standard error, keeping stdout for results.
 
+    Each revision's own INFO record is left out: ``printer`` shows those, as the revision runs.
     This is a program, so unlike the library it may configure its own output.
     """
-    handler = logging.StreamHandler(sys.stderr)
+    handler = PrinterHandler(printer)
+    handler.setLevel(logging.ERROR if quiet else logging.INFO)
     handler.setFormatter(logging.Formatter("%(message)s"))
     package_logger = logging.getLogger("granite_assets")
     package_logger.addHandler(handler)
