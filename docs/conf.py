@@ -29,6 +29,7 @@ nitpick_ignore = [
     ("py:class", name)
     for name in (
         "collections.abc.Sequence",
+        "collections.abc.Callable",
         "collections.abc.Mapping",
         "URL",
         "Engine",
