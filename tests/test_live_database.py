@@ -22,7 +22,7 @@ from sqlalchemy.pool import NullPool
 from support import Workers, lock_is_free, version_rows
 
 from granite_assets import migrations
-from granite_assets.migrations import DDLLockTimeoutError, MigrationFailedError, _runner
+from granite_assets.migrations import DDLLockTimeoutError, MigrationFailedError, MigrationProgress, _runner
 from granite_assets.migrations._timeouts import DDLLimits
 
 SERVERS = [b for b in BACKENDS if b.name != "sqlite"]
@@ -178,6 +178,33 @@ class EndOnRetry(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if "Trying again" in record.getMessage() and self.holder.in_transaction():
             self.holder.rollback()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "backend", backend_params([b for b in SERVERS if b.driver != "psycopg"]), indirect=True
+)
+def test_a_retried_revision_reports_failed_then_started_again(database: Database, busy_table: Path) -> None:
+    """on_progress sees the try that timed out fail, then the same revision, same step, start again."""
+    events: list[MigrationProgress] = []
+    with blocker(database) as holder:
+        ends = EndOnRetry(holder)
+        logging.getLogger("granite_assets").addHandler(ends)
+        try:
+            limits = DDLLimits(lock_wait(database), 5)
+            assert (
+                _runner.upgrade(busy_table, database.url_string, 30, limits, on_progress=events.append)
+                == "0003"
+            )
+        finally:
+            logging.getLogger("granite_assets").removeHandler(ends)
+    assert [(e.status, e.revision, e.step, e.steps) for e in events] == [
+        ("started", "0003", 1, 1),
+        ("failed", "0003", 1, 1),
+        ("started", "0003", 1, 1),
+        ("finished", "0003", 1, 1),
+    ]
+    assert (events[1].elapsed or 0) >= lock_wait(database) * 0.9
 
 
 @pytest.mark.slow
