@@ -79,6 +79,16 @@ def test_upgrade_and_downgrade_show_plan_each_revision_and_total(
         "Reverted 2 revisions in # s",
     ]
 
+    run = granite_assets(tmp_path, "db", "upgrade", "0003", "--url", url, environment=four_revisions)
+    assert run.code == EXIT_OK, run.err
+    assert run.out == ["at 0003"]
+    assert timeless(run.err_lines) == [
+        "Applying 1 revision: 0003 (step 0003)",
+        "[1/1] Applying revision 0003 (step 0003) ...",
+        "[1/1] Applied revision 0003 (step 0003) in # s",
+        "Applied 1 revision in # s",
+    ]
+
 
 @pytest.mark.parametrize("backend", SQLITE, indirect=True)
 def test_quiet_prints_nothing_on_success_and_the_error_on_failure(

@@ -296,12 +296,14 @@ def _run(args: argparse.Namespace, url: str, progress: ProgressPrinter | None) -
         _run_check_once(url)
     elif args.command == "grants":
         print(_grants(args, url), end="")
-    elif args.command == "upgrade":
-        reached = migrations.upgrade_to_head(
-            url, lock_timeout=args.lock_timeout, on_progress=progress, **_ddl_limits(args)
-        )
+    elif args.command == "upgrade":  # to head, or up to REVISION and no further
+        options = {"lock_timeout": args.lock_timeout, "on_progress": progress, **_ddl_limits(args)}
+        if args.revision:
+            reached = migrations.upgrade_to(url, args.revision, **options)
+        else:
+            reached = migrations.upgrade_to_head(url, **options)
         _print_total(progress)
-        print(f"at {reached}")
+        print(f"at {reached or 'base'}")
     elif args.sql:
         script = migrations.downgrade_sql(url, args.from_revision, args.revision)
         print(script or f"-- Nothing to do: the database is at {args.revision} already.\n", end="")
@@ -314,9 +316,7 @@ def _run(args: argparse.Namespace, url: str, progress: ProgressPrinter | None) -
     return EXIT_OK
 
 
-def _handler(  # noqa: PLR0911 - one return per form of command
-    args: argparse.Namespace, url: str
-) -> Callable[[argparse.Namespace, str], int] | None:
+def _handler(args: argparse.Namespace, url: str) -> Callable[[argparse.Namespace, str], int] | None:
     """The function that runs a command or form of one that ``_run`` does not run itself, if any."""
     if getattr(args, "format", "text") == "json":
         return _json
@@ -328,16 +328,7 @@ def _handler(  # noqa: PLR0911 - one return per form of command
         return lambda _args, url: _history_of_database(url)
     if args.command == "upgrade" and args.sql:
         return _upgrade_sql
-    if args.command == "upgrade" and args.revision:
-        return _upgrade_to
     return None
-
-
-def _upgrade_to(args: argparse.Namespace, url: str) -> int:
-    """``upgrade REVISION``: up to that revision and no further."""
-    reached = migrations.upgrade_to(url, args.revision, lock_timeout=args.lock_timeout, **_ddl_limits(args))
-    print(f"at {reached or 'base'}")
-    return EXIT_OK
 
 
 def _upgrade_sql(args: argparse.Namespace, url: str) -> int:

@@ -39,8 +39,8 @@ from granite_assets.migrations._history import History, load_history
 from granite_assets.migrations._manifest import write_manifest
 from granite_assets.migrations._names import COMPATIBILITY_TABLE, LOGGER_NAME, TABLE_PREFIX, VERSION_TABLE
 from granite_assets.migrations._naming import names_without_prefix, refusal
-from granite_assets.migrations._revision_limits import revisions_bounded
 from granite_assets.migrations._progress import Tracker
+from granite_assets.migrations._revision_limits import revisions_bounded
 from granite_assets.models import Base
 
 if TYPE_CHECKING:

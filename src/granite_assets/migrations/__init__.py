@@ -195,6 +195,7 @@ def upgrade_to(
     ddl_lock_timeout: float = DEFAULT_DDL_LOCK_TIMEOUT,
     ddl_retries: int = DEFAULT_DDL_RETRIES,
     statement_timeout: float | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> str | None:
     """Apply the bundled revisions up to ``revision`` and no further; return the revision reached.
 
@@ -210,6 +211,7 @@ def upgrade_to(
         ddl_lock_timeout: As for :func:`upgrade_to_head`.
         ddl_retries: As for :func:`upgrade_to_head`.
         statement_timeout: As for :func:`upgrade_to_head`.
+        on_progress: As for :func:`upgrade_to_head`.
 
     Returns:
         The revision the database is at: ``revision``.
@@ -226,7 +228,9 @@ def upgrade_to(
     with _db_extra():
         from granite_assets.migrations import _runner
 
-        return _runner.upgrade_to(bundled_directory(), target, revision, lock_timeout, limits)
+        return _runner.upgrade_to(
+            bundled_directory(), target, revision, lock_timeout, limits, on_progress=on_progress
+        )
 
 
 def stamp(

@@ -6,7 +6,7 @@ compatibility record says every newer revision is backward compatible, and refus
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 
 from sqlalchemy import Connection
@@ -30,6 +30,7 @@ class Job:
     destination: str  # "head", "base" or a revision id
     lock_timeout: float
     limits: DDLLimits = DEFAULT_LIMITS
+    _: KW_ONLY  # the options below, by name only: two booleans and a callback are easy to swap
     upward: bool = False  # up to ``destination``, never past it; else down to it (unless it is "head")
     on_progress: ProgressCallback | None = None
 

@@ -46,8 +46,8 @@ from granite_assets.migrations._isolation import borrowing, in_autocommit, trans
 from granite_assets.migrations._messages import advice, first_line, seconds
 from granite_assets.migrations._names import logger
 from granite_assets.migrations._plan import Job, Plan, downgrade_plan, pending, plan
-from granite_assets.migrations._revision_limits import limits_for
 from granite_assets.migrations._progress import ProgressCallback, ProgressCallbackError, Tracker
+from granite_assets.migrations._revision_limits import limits_for
 from granite_assets.migrations._target import Target, connect, resolve
 from granite_assets.migrations._timeouts import DEFAULT_LIMITS, DDLLimits, check_lock_timeout
 from granite_assets.migrations._urls import is_async, parse_url
@@ -93,11 +93,19 @@ def upgrade(
     lock_timeout = check_lock_timeout(lock_timeout)
     history = load_history(directory)
     with resolve(target, lock_timeout) as db:
-        return migrate_target(db, Job(directory, history, "head", lock_timeout, limits, on_progress))
+        return migrate_target(
+            db, Job(directory, history, "head", lock_timeout, limits, on_progress=on_progress)
+        )
 
 
 def upgrade_to(
-    directory: Path, target: Target, revision: str, lock_timeout: float, limits: DDLLimits = DEFAULT_LIMITS
+    directory: Path,
+    target: Target,
+    revision: str,
+    lock_timeout: float,
+    limits: DDLLimits = DEFAULT_LIMITS,
+    *,
+    on_progress: ProgressCallback | None = None,
 ) -> str | None:
     """Bring the database up to ``revision`` and no further; return the revision it is at."""
     lock_timeout = check_lock_timeout(lock_timeout)
@@ -105,7 +113,8 @@ def upgrade_to(
     if revision not in {"base", "head"} and not history.knows(revision):
         raise unknown_revision(history, revision)
     with resolve(target, lock_timeout) as db:
-        return migrate_target(db, Job(directory, history, revision, lock_timeout, limits, upward=True))
+        job = Job(directory, history, revision, lock_timeout, limits, upward=True, on_progress=on_progress)
+        return migrate_target(db, job)
 
 
 def downgrade(
@@ -125,7 +134,9 @@ def downgrade(
     with resolve(target, lock_timeout) as db:
         if no_file(db):  # opening it would create it: an empty database has nothing to revert
             return downgrade_plan(history, None, revision, db).destination
-        return migrate_target(db, Job(directory, history, revision, lock_timeout, limits, on_progress))
+        return migrate_target(
+            db, Job(directory, history, revision, lock_timeout, limits, on_progress=on_progress)
+        )
 
 
 def stamp(directory: Path, target: Target, revision: str, lock_timeout: float) -> str | None:
@@ -333,7 +344,7 @@ def upgrade_database(
     on_progress: ProgressCallback | None = None,
 ) -> str | None:
     """Upgrade a database reached through an engine (the async entry point's way in)."""
-    job = Job(directory, history, "head", check_lock_timeout(lock_timeout), limits, on_progress)
+    job = Job(directory, history, "head", check_lock_timeout(lock_timeout), limits, on_progress=on_progress)
     return migrate_target(db, job)
 
 
