@@ -129,6 +129,7 @@ def test_a_failing_revision_is_shown_failed_before_the_error(
 @pytest.mark.parametrize("backend", SQLITE, indirect=True)
 def test_sql_output_stays_pure_sql(database: Database, four_revisions: Path, tmp_path: Path) -> None:
     """upgrade --sql prints only SQL on standard output, and no progress anywhere: nothing runs."""
+    database.execute("SELECT 1")  # the file exists (--sql reads its revision), and holds no revision yet
     run = granite_assets(
         tmp_path, "db", "upgrade", "--sql", "--url", database.url_string, environment=four_revisions
     )

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from conftest import BACKENDS, Database, backend_params
 from support import version_rows
-from test_cli import WITH_ENVIRONMENT, granite_assets
+from test_cli import WITH_ENVIRONMENT, granite_assets, timeless
 from test_rolling import add_flagged_revision
 
 from granite_assets import migrations
@@ -74,9 +74,14 @@ def test_upgrade_to_a_revision_stamp_history_and_sql_from_the_database(
 
     run = cli("upgrade", "0002")
     assert (run.code, run.out) == (EXIT_OK, ["at 0002"]), run.err
-    assert run.err_lines == [
-        f"Applied revision 0001 ({BASELINE.message})",
-        "Applied revision 0002 (table 0002)",
+    base = f"0001 ({BASELINE.message})"
+    assert timeless(run.err_lines) == [
+        f"Applying 2 revisions: {base}, 0002 (table 0002)",
+        f"[1/2] Applying revision {base} ...",
+        f"[1/2] Applied revision {base} in # s",
+        "[2/2] Applying revision 0002 (table 0002) ...",
+        "[2/2] Applied revision 0002 (table 0002) in # s",
+        "Applied 2 revisions in # s",
     ]
     assert (version_rows(database), record(database)) == (["0002"], ["0001", "0002"])
 
