@@ -643,3 +643,46 @@ def test_replicas_starting_at_once_while_a_blocker_comes_and_goes_never_half_app
     assert "note" in {c.lower() for c in database.column_names(TABLE)}
     assert "flag" in {c.lower() for c in database.column_names(OTHER)}
     assert lock_is_free(database)
+
+
+def session_limits(connection: Connection, database: Database) -> list[object]:
+    """The session's lock wait and statement limits, as the host's next query on it would run under."""
+    if database.backend.name == "postgresql":
+        return [
+            connection.exec_driver_sql(f"SHOW {n}").scalar() for n in ("lock_timeout", "statement_timeout")
+        ]
+    limits = "SELECT @@session.lock_wait_timeout, @@session.max_statement_time"
+    return list(connection.exec_driver_sql(limits).one())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("autocommit", [False, True], ids=["no-transaction", "autocommit"])
+@pytest.mark.parametrize("backend", backend_params(SERVERS), indirect=True)
+def test_a_callers_connection_outside_a_transaction_is_bounded_and_handed_back_with_its_own_limits(
+    database: Database, busy_table: Path, autocommit: bool
+) -> None:
+    """On the caller's connection a blocked revision gives up in time; the session's limits come back."""
+    wait = lock_wait(database)
+    engine = create_engine(database.url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            if autocommit:
+                connection.execution_options(isolation_level="AUTOCOMMIT")
+            before = session_limits(connection, database)
+            connection.commit()
+            with blocker(database) as holder:
+                timer = ends_after(holder, wait + 8)  # an unbounded wait ends here, and fails below
+                try:
+                    started = time.monotonic()
+                    with pytest.raises(DDLLockTimeoutError):
+                        _runner.upgrade(busy_table, connection, 30, DDLLimits(wait, 0, 20))
+                    took = time.monotonic() - started
+                finally:
+                    timer.cancel()
+            assert took < wait + 5
+            assert session_limits(connection, database) == before
+            connection.rollback()
+            assert _runner.upgrade(busy_table, connection, 30, DDLLimits(wait, 0, 20)) == "0003"
+            assert session_limits(connection, database) == before
+    finally:
+        engine.dispose()

@@ -106,6 +106,21 @@ def _set(connection: Connection, name: str, value: str, *, local: bool) -> None:
     )
 
 
+def _set_for_session(connection: Connection, values: Mapping[str, str]) -> None:
+    """Set ``values`` for the session, and commit them where they were set in a transaction.
+
+    A session setting made in a transaction that is then rolled back is undone. A caller's
+    connection outside a transaction is left at its isolation level, not in AUTOCOMMIT, so the
+    set would begin a transaction of ours, which the run then rolls back: the limits would never
+    bound a revision, and the caller's own settings, put back, would not come back. Any
+    transaction open here is granite-assets' own, holding nothing but its reads and settings.
+    """
+    for name, value in values.items():
+        _set(connection, name, value, local=False)
+    if connection.in_transaction():
+        connection.commit()
+
+
 #: The longest name PostgreSQL keeps whole (NAMEDATALEN - 1), in bytes.
 _NAME_BYTES: Final = 63
 # The named paramstyle's preparer leaves % alone: these statements are printed, never executed.
@@ -330,18 +345,23 @@ class PostgreSQLBackend(Backend):
         if statement_timeout is not None:
             wanted["statement_timeout"] = statement_timeout
         saved = {name: str(connection.exec_driver_sql(f"SHOW {name}").scalar()) for name in wanted}
-        for name, seconds in wanted.items():
-            _set(connection, name, _milliseconds(seconds), local=in_transaction)
+        if in_transaction:
+            for name, seconds in wanted.items():
+                _set(connection, name, _milliseconds(seconds), local=True)
+        else:
+            _set_for_session(connection, {name: _milliseconds(seconds) for name, seconds in wanted.items()})
         try:
             yield
         finally:
             if not connection.invalidated:
-                try:
-                    for name, value in saved.items():
-                        _set(connection, name, value, local=in_transaction)
-                except DBAPIError:  # an aborted transaction of the caller's: the settings end with it
-                    if not in_transaction:
-                        raise
+                if not in_transaction:
+                    _set_for_session(connection, saved)
+                else:
+                    try:
+                        for name, value in saved.items():
+                            _set(connection, name, value, local=True)
+                    except DBAPIError:  # an aborted transaction of the caller's: the settings end with it
+                        pass
 
     def limits_in_force(self, connection: Connection) -> dict[str, str]:
         """``lock_timeout`` and ``statement_timeout`` as they stand, ``SET LOCAL`` by a revision included."""
