@@ -686,3 +686,12 @@ def test_a_callers_connection_outside_a_transaction_is_bounded_and_handed_back_w
             assert session_limits(connection, database) == before
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("backend", backend_params(SERVERS), indirect=True)
+def test_limits_longer_than_the_server_counts_wait_as_long_as_it_can(
+    database: Database, busy_table: Path
+) -> None:
+    """Thirty days, past PostgreSQL's largest lock_timeout and statement_timeout, waits its longest."""
+    month = 30 * 24 * 3600.0
+    assert _runner.upgrade(busy_table, database.url_string, 30, DDLLimits(month, 0, month)) == "0003"

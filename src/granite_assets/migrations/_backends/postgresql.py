@@ -44,6 +44,8 @@ HOST_NAMESPACE: Final = 0x686F7374
 _SNAPSHOT_LEVELS = frozenset({"REPEATABLE READ", "SERIALIZABLE"})
 #: The settings that bound a statement's waits and run time.
 _LIMITS = ("lock_timeout", "statement_timeout")
+#: The largest ``lock_timeout`` and ``statement_timeout``, in milliseconds (the largest int4).
+_LONGEST_MILLISECONDS: Final = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -96,8 +98,13 @@ class AdvisoryLock(ServerLock):
 
 
 def _milliseconds(seconds: float) -> str:
-    """``seconds`` as a PostgreSQL duration; 0 there means no limit, so it stands for infinity only."""
-    return "0" if math.isinf(seconds) else f"{max(1, round(seconds * 1000))}ms"
+    """``seconds`` as a PostgreSQL duration; 0 there means no limit, so it stands for infinity only.
+
+    PostgreSQL refuses a duration past its largest, about 24.8 days: a longer one waits that long.
+    """
+    if math.isinf(seconds):
+        return "0"
+    return f"{min(_LONGEST_MILLISECONDS, max(1, round(seconds * 1000)))}ms"
 
 
 def _set(connection: Connection, name: str, value: str, *, local: bool) -> None:
@@ -362,6 +369,10 @@ class PostgreSQLBackend(Backend):
                             _set(connection, name, value, local=True)
                     except DBAPIError:  # an aborted transaction of the caller's: the settings end with it
                         pass
+
+    def lock_wait_bound(self, seconds: float) -> float:
+        """``lock_timeout`` stops at about 24.8 days."""
+        return seconds if math.isinf(seconds) else min(seconds, _LONGEST_MILLISECONDS / 1000)
 
     def limits_in_force(self, connection: Connection) -> dict[str, str]:
         """``lock_timeout`` and ``statement_timeout`` as they stand, ``SET LOCAL`` by a revision included."""
