@@ -11,6 +11,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from command_line import COMMAND_LINE
 from conftest import Database, add_revision
 from support import add_table_revisions, holding_lock, new_password, snapshot, url_with_password, version_rows
 
@@ -69,23 +70,37 @@ def granite_assets(
     environment: Path | None = None,
     database_url: str | None = None,
 ) -> Run:
-    """Run ``granite-assets ARGS`` in a new process; check that ``secret`` appears nowhere in its output."""
+    """Run ``granite-assets ARGS`` in a new process; check that ``secret`` appears nowhere in its output.
+
+    The process is forked from one that imported the command line already (see command_line.py),
+    except for the console script, which starts as an operator's does.
+    """
     env = {k: v for k, v in os.environ.items() if k not in {URL_VARIABLE, "DATABASE_URL"}}
     if env_url is not None:
         env[URL_VARIABLE] = env_url
     if database_url is not None:
         env["DATABASE_URL"] = database_url
-    if console_script:
-        command = [str(CONSOLE_SCRIPT), *args]
+    if console_script:  # the installed script, started as an operator starts it
+        done = subprocess.run(
+            [str(CONSOLE_SCRIPT), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=cwd,
+            timeout=300,
+            check=False,
+        )
+        code, out, err = done.returncode, done.stdout, done.stderr
     elif environment is not None:
-        command = [sys.executable, "-c", WITH_ENVIRONMENT, str(environment), *args]
+        code, out, err = COMMAND_LINE.run(
+            ["-c", str(environment), *args], env=env, cwd=cwd, code=WITH_ENVIRONMENT
+        )
     else:
-        command = [sys.executable, "-m", "granite_assets", *args]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=300, check=False)
+        code, out, err = COMMAND_LINE.run(["-m", *args], env=env, cwd=cwd)
     if secret is not None:
-        assert secret not in done.stdout
-        assert secret not in done.stderr
-    return Run(done.returncode, done.stdout.splitlines(), done.stderr)
+        assert secret not in out
+        assert secret not in err
+    return Run(code, out.splitlines(), err)
 
 
 def test_upgrade_current_check_and_downgrade(database: Database, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from command_line import COMMAND_LINE
 from conftest import SERVER_VARIABLES, DatabasesAhead, require_server
 from sqlalchemy import bindparam, create_engine, text
 from sqlalchemy.pool import NullPool
@@ -126,3 +127,24 @@ def test_databases_made_ahead_are_new_each_time_and_all_dropped() -> None:
     finally:
         engine.dispose()
     assert left == []
+
+
+def test_each_command_runs_in_a_process_of_its_own(tmp_path: Path) -> None:
+    """The forked commands (command_line.py) each get their own streams, environment, folder and exit code."""
+    leave_a_mark = "import granite_assets, os, sys; granite_assets.mark = os.getpid(); sys.exit(3)"
+    code, out, err = COMMAND_LINE.run(["-c"], env={}, cwd=tmp_path, code=leave_a_mark)
+    assert (code, out, err) == (3, "", "")
+    look = (
+        "import granite_assets, os, sys\n"
+        "print(os.getcwd(), os.environ['ONLY_HERE'], hasattr(granite_assets, 'mark'))\n"
+        "print('to stderr', file=sys.stderr)\n"
+        "raise ValueError('uncaught')\n"
+    )
+    code, out, err = COMMAND_LINE.run(["-c"], env={"ONLY_HERE": "yes"}, cwd=tmp_path, code=look)
+    assert code == 1
+    assert out == f"{tmp_path} yes False\n"
+    assert err.startswith("to stderr\nTraceback")
+    assert err.endswith("ValueError: uncaught\n")
+    assert "ONLY_HERE" not in os.environ
+    code, out, err = COMMAND_LINE.run(["-m", "--version"], env=dict(os.environ), cwd=tmp_path)
+    assert (code, out.split()[0], err) == (0, "granite-assets", "")
