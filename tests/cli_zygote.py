@@ -1,14 +1,15 @@
-"""A Python process that has imported the command line, and forks a new process for each command.
+"""A Python process that has imported granite-assets, and forks a new process for each command.
 
-Usage: ``python cli_zygote.py FD``, FD being a Unix socket (see :class:`support.CommandLine`).
-Each request on it is one JSON message (``argv``, ``env``, ``cwd``, and ``code`` for ``-c``) with
-four descriptors: the command's standard input, output and error, and a socket for its exit code.
+Usage: ``python cli_zygote.py FD``, FD being a Unix socket (see :mod:`command_line`). Each
+request on it is one JSON message (``argv``, ``env``, ``cwd``, and ``code`` for ``python -c`` or
+``script`` for ``python SCRIPT``; else ``python -m granite_assets``) with four descriptors: the
+command's standard input, output and error, and a socket for its process id and exit code.
 
 The command runs in a grandchild, a process of its own with its own standard streams,
-environment, working folder and exit code, as ``python -m granite_assets ARGS`` would; only the
-interpreter's start and the imports are done once, here, rather than once per command (they were
-most of the suite's command-line time). The child between the two waits for it and writes its
-exit code, so this loop never waits on a command and several tests' commands may run at once.
+environment, working folder and exit code; only the interpreter's start and the imports are done
+once, here, rather than once per command (they were most of the suite's command-line and
+replica time). The child between the two writes the command's process id, waits for it and
+writes its exit code, so this loop never waits on a command and many run at once.
 """
 
 from __future__ import annotations
@@ -44,11 +45,15 @@ def run_command(request: dict[str, Any]) -> int:
     os.environ.clear()
     os.environ.update(request["env"])
     sys.argv = list(request["argv"])
-    code = request["code"]
-    sys.path[0] = "" if code is not None else str(Path.cwd())  # what -c and -m put first
+    code, script = request.get("code"), request.get("script")
+    # What python puts first on sys.path for -c, a script and -m; then PYTHONPATH, read at start.
+    sys.path[0] = "" if code is not None else str(Path(script).parent) if script else str(Path.cwd())
+    sys.path[1:1] = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
     try:
         if code is not None:
             exec(compile(str(code), "<string>", "exec"), {"__name__": "__main__"})  # noqa: S102
+        elif script is not None:
+            runpy.run_path(script, run_name="__main__")
         else:
             runpy.run_module("granite_assets", run_name="__main__", alter_sys=True)
     except SystemExit as exc:
@@ -86,8 +91,9 @@ def serve(control: socket.socket) -> None:
                 os._exit(code)
             for fd in fds[:STREAMS]:
                 os.close(fd)
+            reply.sendall(f"{command}\n".encode())
             _pid, status = os.waitpid(command, 0)
-            reply.sendall(str(os.waitstatus_to_exitcode(status)).encode())
+            reply.sendall(f"{os.waitstatus_to_exitcode(status)}\n".encode())
             os._exit(0)
         for fd in fds:
             os.close(fd)

@@ -12,7 +12,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -22,6 +21,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from command_line import COMMAND_LINE, ForkedProcess
 from conftest import Database, _admin_execute, add_revision, require_server
 from sqlalchemy import URL, create_engine, text
 from sqlalchemy.pool import NullPool
@@ -272,22 +272,21 @@ class Workers:
         self.logs = logs
         self.env = {**os.environ, **(env or {})}
         self.deadline = deadline
-        self.processes: list[subprocess.Popen[str]] = []
+        self.processes: list[ForkedProcess] = []
         self._watchdog = threading.Timer(deadline, self.kill)
 
     def __enter__(self) -> Workers:
         self.logs.mkdir(parents=True, exist_ok=True)
         self._watchdog.start()
-        for i in range(self.count):
+        for i in range(self.count):  # forked from a process that imported granite-assets (command_line.py)
             with (self.logs / f"worker-{i}.stderr").open("w") as stderr:
                 self.processes.append(
-                    subprocess.Popen(
-                        [sys.executable, str(self.worker), *self.args],
-                        stdin=subprocess.PIPE,
-                        stdout=subprocess.PIPE,
-                        stderr=stderr,
-                        text=True,
+                    COMMAND_LINE.start(
+                        [str(self.worker), *self.args],
                         env=self.env,
+                        cwd=Path.cwd(),
+                        script=self.worker,
+                        stderr=stderr,
                     )
                 )
         for i in range(self.count):
